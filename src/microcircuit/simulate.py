@@ -1,0 +1,327 @@
+"""The simulation entry point: a stream of patterns through the circuit, as a jit-compiled ``lax.scan``.
+
+``simulate(model, weights, state, stream, ...)`` integrates MODEL.md §2–§3 with forward Euler and returns
+the final weights, traces and state plus the recorded snapshots. The loop is nested: a scan over
+``record.stride`` steps inside a scan over snapshots, run in chunks so that a progress bar can advance
+and divergence is checked between chunks; memory grows with the number of snapshots, not of steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .config import Model, Record
+from .dynamics import Dendrites, State, dendrites, integrate_potentials
+from .errors import DivergenceError, InputError
+from .network import Weights
+from .plasticity import apply_updates, increments, zero_traces
+
+__all__ = ["Solution", "Stream", "simulate", "step"]
+
+
+class Stream(NamedTuple):
+    """Patterns presented back to back, each for the same duration.
+
+    x:         (P, B, n_0) input rates per pattern (r_0 = x, MODEL.md §1)
+    target:    (P, B, n_N) target potentials u_trgt per pattern
+    target_on: (P,) bool, whether the teaching current is on during that pattern
+    """
+
+    x: jax.Array
+    target: jax.Array
+    target_on: jax.Array
+
+    @classmethod
+    def of(cls, x: np.ndarray, target: np.ndarray | None = None, target_on: np.ndarray | bool | None = None) -> Stream:
+        """Build a stream from (P, B, n_0) inputs and optional (P, B, n_N) targets; 2-D means B = 1."""
+        x = np.asarray(x)
+        if x.ndim == 2:
+            x = x[:, None, :]
+        if target is None:
+            target = np.zeros((*x.shape[:2], 1), x.dtype)
+            on = np.zeros(x.shape[0], bool) if target_on is None else np.broadcast_to(target_on, x.shape[:1])
+        else:
+            target = np.asarray(target)
+            if target.ndim == 2:
+                target = target[:, None, :]
+            on = np.ones(x.shape[0], bool) if target_on is None else np.broadcast_to(target_on, x.shape[:1])
+        return cls(x, target, np.asarray(on, bool))
+
+
+class Solution(NamedTuple):
+    """What ``simulate`` returns: final weights, traces and state; snapshots; their times (ms)."""
+
+    weights: Weights
+    traces: Weights
+    state: State
+    records: dict[str, np.ndarray]
+    times: np.ndarray
+
+
+class _Carry(NamedTuple):
+    weights: Weights
+    traces: Weights
+    state: State
+    n: jax.Array  # steps done in this call
+    bad: jax.Array  # −1, or the index of the first array that left the bounded region
+    bad_step: jax.Array
+
+
+def step(
+    model: Model,
+    w: Weights,
+    traces: Weights,
+    s: State,
+    x: jax.Array,
+    target: jax.Array,
+    target_on: jax.Array,
+    key: jax.Array | None,
+    plastic: bool = True,
+    gate: jax.Array | None = None,
+) -> tuple[Weights, Weights, State]:
+    """One synchronous Euler step (MODEL.md §3, Decision): every dendritic potential, rate and weight
+    increment is computed from the state at t, then potentials and weights are updated together."""
+    d = dendrites(model, w, s)
+    s_next = integrate_potentials(model, s, d, x, target, target_on, key)
+    if plastic:
+        w, traces = apply_updates(model, w, traces, increments(model, w, s, d), gate)
+    return w, traces, s_next
+
+
+def _snapshot(model: Model, quantities: tuple[str, ...], w: Weights, s: State) -> dict[str, jax.Array]:
+    """The recorded quantities at one time point, keyed with MODEL.md's 1-based layer numbers."""
+    out: dict[str, jax.Array] = {}
+    d: Dendrites = dendrites(model, w, s)
+    N = len(s.u)
+    for q in quantities:
+        if q == "u":
+            out.update({f"u_{i + 1}": u for i, u in enumerate(s.u)})
+        elif q == "u_inter":
+            out.update({f"u_inter_{i + 1}": u for i, u in enumerate(s.u_inter)})
+        elif q == "v_basal":
+            out.update({f"v_basal_{i + 1}": v for i, v in enumerate(d.v_basal)})
+        elif q == "v_apical":
+            out.update({f"v_apical_{i + 1}": v for i, v in enumerate(d.v_apical)})
+        elif q == "rates":
+            out.update({f"r_{i + 1}": r for i, r in enumerate(d.r)})
+        elif q == "u_trgt":
+            out["u_trgt"] = s.u_trgt
+        elif q == "weight_norms":
+            for name, arrays in zip(Weights._fields, w, strict=True):
+                if name not in ("b", "c"):
+                    out.update({f"norm_{name}_{i + 1}": jnp.linalg.norm(a) for i, a in enumerate(arrays)})
+        elif q == "self_prediction":
+            for i in range(N - 1):
+                out[f"apical_error_{i + 1}"] = jnp.mean(jnp.sum(d.v_apical[i] ** 2, -1))  # ‖v_A,k‖²
+                out[f"inter_error_{i + 1}"] = jnp.mean(jnp.sum((s.u[i + 1] - s.u_inter[i]) ** 2, -1))
+    return out
+
+
+def _bounded_flags(s: State, bound: float) -> jax.Array:
+    """Per array of (u_1..u_N, u^I_1..u^I_{N−1}): True where all finite and |u| ≤ bound."""
+    arrays = (*s.u, *s.u_inter)
+    return jnp.stack([jnp.all(jnp.abs(a) <= bound) for a in arrays])  # NaN compares False
+
+
+@functools.partial(
+    jax.jit, static_argnames=("model", "quantities", "n_records", "stride", "spp", "lag", "plastic", "keep")
+)
+def _chunk(
+    model: Model,
+    carry: _Carry,
+    stream: Stream,
+    key: jax.Array,
+    *,
+    quantities: tuple[str, ...],
+    n_records: int,
+    stride: int,
+    spp: int,
+    lag: int,
+    plastic: bool,
+    keep: bool,
+) -> tuple[_Carry, dict[str, jax.Array]]:
+    """``n_records`` × ``stride`` steps; a snapshot after each ``stride`` (kept if ``keep``)."""
+    noisy = model.simulation.sigma > 0
+
+    def one_step(c: _Carry, _: None) -> tuple[_Carry, None]:
+        p = c.n // spp  # the pattern on show
+        gate = ((c.n % spp) >= lag) if (plastic and lag > 0) else None
+        k = jax.random.fold_in(key, c.n) if noisy else None
+        w, tr, s = step(
+            model, c.weights, c.traces, c.state, stream.x[p], stream.target[p], stream.target_on[p], k,
+            plastic, None if gate is None else gate.astype(c.state.r_in.dtype),
+        )
+        return c._replace(weights=w, traces=tr, state=s, n=c.n + 1), None
+
+    def one_record(c: _Carry, _: None) -> tuple[_Carry, dict[str, jax.Array]]:
+        c, _ = jax.lax.scan(one_step, c, None, length=stride)
+        flags = _bounded_flags(c.state, model.simulation.divergence_bound)
+        first_bad = jnp.argmin(flags)  # first False
+        newly = (c.bad < 0) & ~jnp.all(flags)
+        c = c._replace(
+            bad=jnp.where(newly, first_bad.astype(c.bad.dtype), c.bad),
+            bad_step=jnp.where(newly, c.n, c.bad_step),
+        )
+        return c, (_snapshot(model, quantities, c.weights, c.state) if keep else {})
+
+    return jax.lax.scan(one_record, carry, None, length=n_records)
+
+
+def _check_inputs(model: Model, w: Weights, s: State, stream: Stream, duration: float) -> int:
+    """Shapes, finiteness and timing, checked on the host before any tracing. Returns steps/pattern."""
+    n, N = model.network.sizes, model.network.depth
+    expect = {
+        "W": [(n[i + 1], n[i]) for i in range(N)],
+        "b": [(n[i + 1],) for i in range(N)],
+        "B": [(n[i + 1], n[i + 2]) for i in range(N - 1)],
+        "PI": [(n[i + 1], n[i + 2]) for i in range(N - 1)],
+        "IP": [(n[i + 2], n[i + 1]) for i in range(N - 1)],
+        "c": [(n[i + 2],) for i in range(N - 1)],
+    }
+    for name, arrays in zip(Weights._fields, w, strict=True):
+        if len(arrays) != len(expect[name]):
+            raise InputError(f"weights.{name}: expected {len(expect[name])} arrays for sizes {n}, got {len(arrays)}")
+        for i, (a, shp) in enumerate(zip(arrays, expect[name], strict=True)):
+            if tuple(a.shape) != shp:
+                raise InputError(f"weights.{name}[{i}] (layer {i + 1}): expected shape {shp}, got {tuple(a.shape)}")
+            if not np.all(np.isfinite(np.asarray(a))):
+                raise InputError(f"weights.{name}[{i}] (layer {i + 1}) holds NaN or Inf")
+    batch = s.r_in.shape[0] if s.r_in.ndim == 2 else -1
+    shapes = {"state.r_in": (s.r_in, n[0]), "state.u_trgt": (s.u_trgt, n[-1])}
+    shapes.update({f"state.u[{i}] (layer {i + 1})": (u, n[i + 1]) for i, u in enumerate(s.u)})
+    shapes.update({f"state.u_inter[{i}] (layer {i + 1})": (u, n[i + 2]) for i, u in enumerate(s.u_inter)})
+    if len(s.u) != N or len(s.u_inter) != N - 1:
+        raise InputError(f"state: expected {N} somatic and {N - 1} interneuron arrays for sizes {n}")
+    for name, (a, width) in shapes.items():
+        if tuple(a.shape) != (batch, width):
+            raise InputError(f"{name}: expected shape ({batch}, {width}), got {tuple(a.shape)}")
+    P = stream.x.shape[0] if stream.x.ndim == 3 else -1
+    for name, a, shp in (
+        ("stream.x", stream.x, (P, batch, n[0])),
+        ("stream.target", stream.target, (P, batch, None)),
+        ("stream.target_on", stream.target_on, (P,)),
+    ):
+        if a.ndim != len(shp) or any(e is not None and e != g for e, g in zip(shp, a.shape, strict=True)):
+            want = tuple("n_N" if e is None else e for e in shp)
+            raise InputError(f"{name}: expected shape {want} (P patterns, batch {batch}), got {tuple(a.shape)}")
+        if not np.all(np.isfinite(np.asarray(a, float))):
+            raise InputError(f"{name} holds NaN or Inf")
+    if P < 1:
+        raise InputError("stream.x: needs at least one pattern")
+    if np.any(np.asarray(stream.target_on)) and stream.target.shape[-1] != n[-1]:
+        raise InputError(f"stream.target: expected width n_N = {n[-1]}, got {stream.target.shape[-1]}")
+    if not (isinstance(duration, int | float) and math.isfinite(duration) and duration > 0):
+        raise InputError(f"duration must be a positive number of ms, got {duration!r}")
+    spp = round(duration / model.simulation.dt)
+    if spp < 1 or abs(spp * model.simulation.dt - duration) > 1e-6 * duration:
+        raise InputError(f"duration {duration} ms is not a whole number of dt = {model.simulation.dt} ms steps")
+    if spp * P >= 2**31:
+        raise InputError(f"{spp * P} steps in one call: split the stream (at most 2**31 − 1 steps per call)")
+    return spp
+
+
+def _name_of(model: Model, index: int) -> tuple[str, int]:
+    N = model.network.depth
+    return ("u", index + 1) if index < N else ("u_inter", index - N + 1)
+
+
+def simulate(
+    model: Model,
+    weights: Weights,
+    state: State,
+    stream: Stream,
+    *,
+    duration: float,
+    key: jax.Array | None = None,
+    plastic: bool = True,
+    record: Record | None = None,
+    traces: Weights | None = None,
+    t0: float = 0.0,
+    chunk_steps: int = 20_000,
+    progress: bool | Callable[[int], None] = False,
+) -> Solution:
+    """Present ``stream`` (each pattern for ``duration`` ms) and integrate the circuit.
+
+    Args:
+        model: conductances, plasticity, simulation settings and network spec (static under jit).
+        weights, state: the starting point; ``state`` fixes the batch size B.
+        stream: the patterns, see :class:`Stream`.
+        duration: presentation time per pattern in ms (a whole number of dt steps).
+        key: PRNG key for the somatic noise; step n uses ``fold_in(key, n)``, so results do not depend
+            on chunking. Needed when σ > 0.
+        plastic: apply rules (7)–(10) (matrices with η = 0 stay frozen either way).
+        record: what to record and how often; ``None`` records nothing.
+        traces: the τ_w-filtered increments to continue from (zeros if ``None``).
+        t0: time (ms) of the first step, used only to label the snapshots.
+        chunk_steps: steps per compiled call; the progress bar and divergence checks advance per chunk.
+        progress: ``True`` for a tqdm bar, or a callable receiving the number of steps done per chunk.
+
+    Raises:
+        InputError: bad shapes or NaN/Inf inputs, before any tracing.
+        DivergenceError: NaN, Inf or |u| beyond ``simulation.divergence_bound``; carries the last good
+            (weights, traces, state, step).
+    """
+    sim = model.simulation
+    if sim.sigma > 0 and key is None:
+        raise InputError("key: a PRNG key is needed when simulation.sigma > 0 (e.g. jax.random.key(0))")
+    spp = _check_inputs(model, weights, state, stream, duration)
+    record = record or Record(quantities=(), stride=max(1, min(spp, chunk_steps)))
+    stride = record.stride
+    total = spp * stream.x.shape[0]
+    lag = round(model.plasticity.learning_lag / sim.dt)
+    ctx = jax.enable_x64(True) if sim.dtype == "float64" else contextlib.nullcontext()
+    with ctx:
+        dt = jnp.dtype(sim.dtype)
+        cast = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a, dt), tree)  # noqa: E731
+        weights, state = cast(weights), cast(state)
+        traces = zero_traces(weights) if traces is None else cast(traces)
+        stream = Stream(jnp.asarray(stream.x, dt), jnp.asarray(stream.target, dt), jnp.asarray(stream.target_on, bool))
+        key = jax.random.key(0) if key is None else key
+        carry = _Carry(weights, traces, state, jnp.int32(0), jnp.int32(-1), jnp.int32(-1))
+        per_chunk = max(1, chunk_steps // stride)
+        n_rec_total, tail = divmod(total, stride)
+        pieces: list[dict[str, np.ndarray]] = []
+        bar = None
+        if progress is True:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, unit="step", unit_scale=True, leave=False, disable=total < 5 * chunk_steps)
+        report = bar.update if bar is not None else (progress if callable(progress) else None)
+        kw = dict(quantities=record.quantities, spp=spp, lag=lag, plastic=plastic)
+        done_rec = 0
+        try:
+            while done_rec < n_rec_total or tail:
+                if done_rec < n_rec_total:
+                    n_rec = min(per_chunk, n_rec_total - done_rec)
+                    args = dict(n_records=n_rec, stride=stride, keep=True)
+                    done_rec += n_rec
+                    steps = n_rec * stride
+                else:
+                    args, steps, tail = dict(n_records=1, stride=tail, keep=False), tail, 0
+                before = carry
+                carry, snaps = _chunk(model, carry, stream, key, **kw, **args)
+                if int(carry.bad) >= 0:
+                    quantity, layer = _name_of(model, int(carry.bad))
+                    t = t0 + int(carry.bad_step) * sim.dt
+                    last_good = (before.weights, before.traces, before.state, int(before.n))
+                    raise DivergenceError(
+                        quantity, layer, t, f"became NaN/Inf or exceeded |u| > {sim.divergence_bound:g}", last_good
+                    )
+                if args["keep"] and snaps:
+                    pieces.append(jax.device_get(snaps))
+                if report is not None:
+                    report(steps)
+        finally:
+            if bar is not None:
+                bar.close()
+        records = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} if pieces else {}
+        times = t0 + sim.dt * stride * np.arange(1, n_rec_total + 1) if record.quantities else np.zeros(0)
+        return Solution(carry.weights, carry.traces, carry.state, records, times)

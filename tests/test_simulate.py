@@ -1,0 +1,337 @@
+"""simulate(): reproducibility, noise, batching, chunking, recording, divergence, and input checking."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+import reference as ref
+
+import microcircuit.simulate as simulate_module
+from microcircuit.config import Model, NetworkSpec, Plasticity, Record, Simulation, Transfer
+from microcircuit.errors import DivergenceError, InputError
+from microcircuit.simulate import Stream, simulate
+
+SIZES = (5, 4, 3)
+DT = 0.1
+
+
+def _leaves(*trees) -> list[np.ndarray]:
+    return [np.asarray(a) for a in jax.tree_util.tree_leaves(trees)]
+
+
+def _problem(seed: int = 0, batch: int = 2, n_pat: int = 3, sizes: tuple[int, ...] = SIZES):
+    rng = np.random.default_rng(seed)
+    w = ref.random_weights(rng, sizes, scale=1.0, bias_scale=0.5)
+    s = ref.random_state(rng, sizes, batch)
+    x = rng.uniform(0, 1, (n_pat, batch, sizes[0]))
+    target = rng.uniform(-1, 1, (n_pat, batch, sizes[-1]))
+    on = np.arange(n_pat) % 2 == 1
+    return w, s, Stream(x, target, on)
+
+
+def _f32(tree):
+    return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), tree)
+
+
+# --------------------------------------------------------------------------------------------------
+# Noise, seeds, chunking and recording (float32, σ > 0, every rule plastic)
+
+NOISY = Model(
+    network=NetworkSpec(sizes=SIZES, transfer=Transfer(kind="logistic"), bias=True),
+    plasticity=Plasticity(eta_W=0.05, eta_IP=0.05, eta_PI=0.05, eta_B=0.05, tau_w=5.0),
+    simulation=Simulation(dt=DT, sigma=0.3, dtype="float32"),
+)
+N_PAT, SPP, STRIDE = 3, 100, 40  # 300 steps: 7 snapshots and a tail of 20 steps
+
+
+@pytest.fixture(scope="module")
+def noisy_runs() -> dict:
+    w, s, stream = _problem()
+    w, s = ref.to_package_weights(_f32(w)), ref.to_package_state(_f32(s))
+    stream = Stream(_f32(stream.x), _f32(stream.target), stream.target_on)
+    rec = Record(quantities=("u", "u_inter", "weight_norms"), stride=STRIDE)
+    kw = dict(duration=SPP * DT, record=rec)
+    return {
+        "w0": w,
+        "a": simulate(NOISY, w, s, stream, key=jax.random.key(0), **kw),
+        "a_again": simulate(NOISY, w, s, stream, key=jax.random.key(0), **kw),
+        "b": simulate(NOISY, w, s, stream, key=jax.random.key(1), **kw),
+        "chunked": simulate(NOISY, w, s, stream, key=jax.random.key(0), chunk_steps=3 * STRIDE + 7, **kw),
+        "tiny_chunks": simulate(NOISY, w, s, stream, key=jax.random.key(0), chunk_steps=1, **kw),
+    }
+
+
+def test_same_seed_gives_identical_results(noisy_runs: dict) -> None:
+    a, b = noisy_runs["a"], noisy_runs["a_again"]
+    for x, y in zip(_leaves(a.weights, a.traces, a.state), _leaves(b.weights, b.traces, b.state), strict=True):
+        np.testing.assert_array_equal(x, y)
+    for k in a.records:
+        np.testing.assert_array_equal(a.records[k], b.records[k])
+
+
+def test_other_seed_gives_other_noise(noisy_runs: dict) -> None:
+    a, b = noisy_runs["a"], noisy_runs["b"]
+    for k in ("u_1", "u_2", "u_inter_1"):
+        diff = np.abs(a.records[k] - b.records[k])
+        assert np.all(diff[0] > 0), k  # every neuron got other noise, from the first snapshot on
+        assert np.mean(diff) > 1e-2, k
+
+
+@pytest.mark.parametrize("run", ["chunked", "tiny_chunks"])
+def test_chunking_does_not_change_the_result(noisy_runs: dict, run: str) -> None:
+    """chunk_steps small (a chunk of 3 snapshots + 7, or of 1 step) or large: bit-identical (float32)."""
+    a, c = noisy_runs["a"], noisy_runs[run]
+    for x, y in zip(_leaves(a.weights, a.traces, a.state), _leaves(c.weights, c.traces, c.state), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert a.records.keys() == c.records.keys()
+    for k in a.records:
+        np.testing.assert_array_equal(a.records[k], c.records[k])
+    np.testing.assert_array_equal(a.times, c.times)
+
+
+def test_record_stride_bounds_the_snapshots(noisy_runs: dict) -> None:
+    """One snapshot after every `stride` steps (none for the tail): ⌊steps/stride⌋ of them, timed."""
+    sol = noisy_runs["a"]
+    n = N_PAT * SPP // STRIDE
+    assert n == 7
+    np.testing.assert_allclose(sol.times, DT * STRIDE * np.arange(1, n + 1))
+    assert sol.records["u_1"].shape == (n, 2, SIZES[1])
+    assert sol.records["u_2"].shape == (n, 2, SIZES[2])
+    assert sol.records["u_inter_1"].shape == (n, 2, SIZES[2])
+    assert sol.records["norm_W_1"].shape == (n,)
+    # the plasticity was on: weight norms change between snapshots
+    assert np.ptp(sol.records["norm_W_1"]) > 1e-4
+    assert np.all(np.isfinite(sol.records["u_1"]))
+
+
+def test_noise_is_euler_maruyama() -> None:
+    """σ·√dt·N(0,1) per step (MODEL.md §2, Decision): with all weights 0 a hidden soma is the AR(1)
+    process u ← (1 − a)u + σ√dt ξ, a = dt·(g_lk+g_B+g_A), of stationary variance σ²dt/(a(2 − a));
+    with noise="dt" the variance is dt times smaller."""
+    sizes = (2, 50, 50)
+    sigma = 0.5
+    batch = 20
+    zero_w = ref.to_package_weights(_f32(ref.zeros_like(ref.random_weights(np.random.default_rng(0), sizes))))
+    s0 = ref.to_package_state(_f32(ref.rest_state(sizes, batch)))
+    stream = Stream.of(np.zeros((1, batch, sizes[0]), np.float32))
+    for noise, scale in (("sqrt_dt", DT**0.5), ("dt", DT)):
+        model = Model(network=NetworkSpec(sizes=sizes), simulation=Simulation(dt=DT, sigma=sigma, noise=noise))
+        sol = simulate(model, zero_w, s0, stream, duration=200.0, key=jax.random.key(5), plastic=False,
+                       record=Record(quantities=("u",), stride=50))
+        g = model.conductances
+        for k, g_tot in ((1, g.g_lk + g.g_B + g.g_A), (2, g.g_lk + g.g_B)):
+            a = DT * g_tot
+            want = (sigma * scale) ** 2 / (a * (2 - a))
+            samples = sol.records[f"u_{k}"][4:]  # after 20 ms (≫ 1/g_tot); 36 × 20 × 50 samples
+            assert abs(np.var(samples) / want - 1) < 0.1, (noise, k, np.var(samples), want)
+            assert abs(np.mean(samples)) < 0.05 * np.sqrt(want)
+
+
+# --------------------------------------------------------------------------------------------------
+# Deterministic runs in float64
+
+
+QUIET = Model(
+    network=NetworkSpec(sizes=SIZES, transfer=Transfer(kind="logistic"), bias=True),
+    plasticity=Plasticity(eta_W=0.05, eta_IP=0.05, eta_PI=0.05, eta_B=0.05, tau_w=5.0),
+    simulation=Simulation(dt=DT, sigma=0.0, dtype="float64"),
+)
+
+
+def test_batch_equals_separate_runs() -> None:
+    """Without plasticity (σ = 0) a batch of B samples evolves exactly like B separate runs; and with
+    σ = 0 the key plays no role."""
+    w, s, stream = _problem(batch=3)
+    rec = Record(quantities=("u", "u_inter", "v_apical"), stride=50)
+    kw = dict(duration=SPP * DT, plastic=False, record=rec)
+    whole = simulate(QUIET, ref.to_package_weights(w), ref.to_package_state(s), stream, key=jax.random.key(0), **kw)
+    other_key = simulate(QUIET, ref.to_package_weights(w), ref.to_package_state(s), stream, key=jax.random.key(9),
+                         **kw)
+    for x, y in zip(_leaves(whole.state), _leaves(other_key.state), strict=True):
+        np.testing.assert_array_equal(x, y)
+    for b in range(3):
+        sb = {"u": [a[b : b + 1] for a in s["u"]], "u_inter": [a[b : b + 1] for a in s["u_inter"]],
+              "r_in": s["r_in"][b : b + 1], "u_trgt": s["u_trgt"][b : b + 1]}
+        st = Stream(stream.x[:, b : b + 1], stream.target[:, b : b + 1], stream.target_on)
+        one = simulate(QUIET, ref.to_package_weights(w), ref.to_package_state(sb), st, **kw)
+        for x, y in zip(_leaves(one.state), _leaves(whole.state), strict=True):
+            np.testing.assert_allclose(x, y[b : b + 1], rtol=1e-13, atol=1e-14)
+        for k in whole.records:
+            np.testing.assert_allclose(one.records[k][:, 0], whole.records[k][:, b], rtol=1e-13, atol=1e-14)
+    # the samples really differ from each other (so the comparison is not trivially true)
+    u = np.asarray(whole.state.u[0])
+    assert np.min(np.abs(u[0] - u[1])) > 1e-3
+
+
+def test_continuing_a_run_equals_one_run() -> None:
+    """Splitting a plastic run into two calls, passing on weights, traces and state, gives the same
+    end point as one call over the whole stream (σ = 0, float64)."""
+    w, s, stream = _problem(batch=2, n_pat=4)
+    w, s = ref.to_package_weights(w), ref.to_package_state(s)
+    whole = simulate(QUIET, w, s, stream, duration=SPP * DT)
+    first = simulate(QUIET, w, s, Stream(*(a[:2] for a in stream)), duration=SPP * DT)
+    second = simulate(QUIET, first.weights, first.state, Stream(*(a[2:] for a in stream)), duration=SPP * DT,
+                      traces=first.traces)
+    for x, y in zip(_leaves(whole.weights, whole.traces, whole.state),
+                    _leaves(second.weights, second.traces, second.state), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
+    # dropping the traces at the break is visible, so passing them on matters
+    restart = simulate(QUIET, first.weights, first.state, Stream(*(a[2:] for a in stream)), duration=SPP * DT)
+    assert np.max(np.abs(np.asarray(restart.weights.W[0]) - np.asarray(whole.weights.W[0]))) > 1e-6
+
+
+def test_divergence_is_reported() -> None:
+    """|u| beyond simulation.divergence_bound raises DivergenceError naming the quantity and layer,
+    with the last good point."""
+    model = Model(network=NetworkSpec(sizes=SIZES), simulation=Simulation(sigma=0.0, divergence_bound=0.5))
+    w = ref.zeros_like(ref.random_weights(np.random.default_rng(0), SIZES))
+    w["W"][0] = np.full((SIZES[1], SIZES[0]), 2.0)  # only layer 1 is driven: v_B,1 = 10 at x = 1
+    s = ref.rest_state(SIZES, 1)
+    stream = Stream.of(np.ones((1, 1, SIZES[0])))
+    with pytest.raises(DivergenceError) as info:
+        simulate(model, ref.to_package_weights(_f32(w)), ref.to_package_state(_f32(s)), _f32_stream(stream),
+                 duration=20.0, record=Record(quantities=(), stride=10), chunk_steps=50)
+    err = info.value
+    assert (err.quantity, err.layer) == ("u", 1)
+    assert 0 < err.time <= 20.0
+    assert "u of layer 1" in str(err)
+    w_good, _, s_good, n_good = err.last_good
+    assert n_good < round(err.time / DT)
+    assert np.max(np.abs(np.asarray(s_good.u[0]))) <= 0.5
+
+
+def _f32_stream(stream: Stream) -> Stream:
+    return Stream(np.asarray(stream.x, np.float32), np.asarray(stream.target, np.float32), stream.target_on)
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input: a clear InputError before any tracing
+
+
+@pytest.fixture
+def no_tracing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any attempt to run the compiled loop fail loudly."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("simulate reached the compiled loop: the input was not checked first")
+
+    monkeypatch.setattr(simulate_module, "_chunk", boom)
+
+
+def _good():
+    w, s, stream = _problem()
+    return w, s, stream
+
+
+def _call(w: dict, s: dict, stream: Stream, **kw):
+    kw.setdefault("duration", 1.0)
+    return simulate(QUIET, ref.to_package_weights(w), ref.to_package_state(s), stream, **kw)
+
+
+def test_good_input_reaches_the_loop(no_tracing: None) -> None:
+    """The fixture works: valid input gets as far as the compiled loop."""
+    with pytest.raises(AssertionError, match="compiled loop"):
+        _call(*_good())
+
+
+@pytest.mark.parametrize(
+    ("name", "where"),
+    [("W", 0), ("W", 1), ("b", 1), ("B", 0), ("PI", 0), ("IP", 0), ("c", 0)],
+)
+def test_wrong_weight_shape(no_tracing: None, name: str, where: int) -> None:
+    w, s, stream = _good()
+    w[name][where] = np.zeros(tuple(d + 1 for d in w[name][where].shape))
+    with pytest.raises(InputError, match=rf"weights\.{name}\[{where}\]"):
+        _call(w, s, stream)
+
+
+def test_missing_weight_array(no_tracing: None) -> None:
+    w, s, stream = _good()
+    w["B"] = []
+    with pytest.raises(InputError, match=r"weights\.B"):
+        _call(w, s, stream)
+
+
+@pytest.mark.parametrize(("field", "where"), [("u", 0), ("u", 1), ("u_inter", 0), ("r_in", None), ("u_trgt", None)])
+def test_wrong_state_shape(no_tracing: None, field: str, where: int | None) -> None:
+    w, s, stream = _good()
+    if where is None:
+        s[field] = np.zeros((s[field].shape[0], s[field].shape[1] + 1))
+        pattern = rf"state\.{field}"
+    else:
+        s[field][where] = np.zeros((s[field][where].shape[0], s[field][where].shape[1] + 1))
+        pattern = rf"state\.{field}\[{where}\]"
+    with pytest.raises(InputError, match=pattern):
+        _call(w, s, stream)
+
+
+def test_state_batch_mismatch(no_tracing: None) -> None:
+    w, s, stream = _good()
+    s["u"][1] = np.zeros((s["u"][1].shape[0] + 1, s["u"][1].shape[1]))
+    with pytest.raises(InputError, match=r"state\.u\[1\]"):
+        _call(w, s, stream)
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "pattern"),
+    [
+        ("x", lambda a: a[..., :-1], r"stream\.x"),  # wrong input width
+        ("x", lambda a: a[:, :1], r"stream\.x"),  # wrong batch
+        ("x", lambda a: a[0], r"stream\.x"),  # missing pattern axis
+        ("target", lambda a: a[..., :-1], r"stream\.target"),  # wrong target width while a target is on
+        ("target_on", lambda a: a[:-1], r"stream\.target_on"),
+    ],
+)
+def test_wrong_stream_shape(no_tracing: None, field: str, bad, pattern: str) -> None:
+    w, s, stream = _good()
+    stream = stream._replace(**{field: bad(getattr(stream, field))})
+    with pytest.raises(InputError, match=pattern):
+        _call(w, s, stream)
+
+
+def test_non_finite_input(no_tracing: None) -> None:
+    w, s, stream = _good()
+    x = stream.x.copy()
+    x[1, 0, 2] = np.nan
+    with pytest.raises(InputError, match=r"stream\.x.*NaN"):
+        _call(w, s, stream._replace(x=x))
+    target = stream.target.copy()
+    target[0, 1, 0] = np.inf
+    with pytest.raises(InputError, match=r"stream\.target.*NaN or Inf"):
+        _call(w, s, stream._replace(target=target))
+    w["PI"][0][1, 1] = np.nan
+    with pytest.raises(InputError, match=r"weights\.PI\[0\].*NaN"):
+        _call(w, s, stream)
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: simulate._check_inputs checks the state's shapes but not its "
+                   "finiteness, so a NaN state is traced and only surfaces later as a DivergenceError")
+def test_non_finite_state(no_tracing: None) -> None:
+    w, s, stream = _good()
+    s["u"][0][0, 0] = np.nan
+    with pytest.raises(InputError, match=r"state\.u\[0\]"):
+        _call(w, s, stream)
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: simulate._check_inputs does not check the `traces` argument; "
+                   "wrong shapes fail inside tracing (or broadcast silently)")
+def test_wrong_trace_shape(no_tracing: None) -> None:
+    w, s, stream = _good()
+    tr = ref.zeros_like(w)
+    tr["W"][0] = np.zeros((1, w["W"][0].shape[1]))
+    with pytest.raises(InputError, match=r"traces\.W\[0\]"):
+        _call(w, s, stream, traces=ref.to_package_weights(tr))
+
+
+def test_bad_duration_and_missing_key(no_tracing: None) -> None:
+    w, s, stream = _good()
+    with pytest.raises(InputError, match="duration"):
+        _call(w, s, stream, duration=0.25)  # not a whole number of dt = 0.1 steps
+    with pytest.raises(InputError, match="duration"):
+        _call(w, s, stream, duration=-1.0)
+    with pytest.raises(InputError, match="duration"):
+        _call(w, s, stream, duration=float("nan"))
+    noisy = Model(network=QUIET.network, simulation=Simulation(sigma=0.1))
+    with pytest.raises(InputError, match="key"):
+        simulate(noisy, ref.to_package_weights(w), ref.to_package_state(s), stream, duration=1.0)
