@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+
 import jax
 import numpy as np
 import pytest
 import reference as ref
 
-import microcircuit.simulate as simulate_module
 from microcircuit.config import Model, NetworkSpec, Plasticity, Record, Simulation, Transfer
 from microcircuit.errors import DivergenceError, InputError
 from microcircuit.simulate import Stream, simulate
+
+# the module, not the function that the package re-exports under the same name
+simulate_module = importlib.import_module("microcircuit.simulate")
 
 SIZES = (5, 4, 3)
 DT = 0.1

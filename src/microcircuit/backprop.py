@@ -1,0 +1,48 @@
+"""The feed-forward network a self-predicting circuit computes, and its backprop reference (MODEL.md §5).
+
+u⁻_k = g_B/(g_lk+g_B+g_A) · v_B,k for hidden layers and u⁻_N = g_B/(g_lk+g_B) · v_B,N, with
+v_B,k = W_k r⁻_{k−1} (+ b_k) and r⁻_0 = x. Backprop propagates the paper's output error
+e_N = D_N (u_trgt − u⁻_N) down through this network by a vector–Jacobian product.
+"""
+
+from __future__ import annotations
+
+import jax
+
+from .config import Model
+from .network import Weights
+from .transfer import dphi, phi
+
+__all__ = ["backprop_updates", "feedforward"]
+
+
+Arrays = tuple[jax.Array, ...]
+
+
+def feedforward(model: Model, W: Arrays, b: Arrays, x: jax.Array) -> Arrays:
+    """u⁻_1..u⁻_N for inputs x (B, n_0), MODEL.md §5 (apical compartments silent, no target)."""
+    g, t = model.conductances, model.network.transfer
+    N = len(W)
+    r = x
+    us = []
+    for i in range(N):
+        att = g.basal_output if i == N - 1 else g.basal_hidden
+        v = r @ W[i].T + (b[i] if model.network.bias else 0.0)
+        u = att * v
+        us.append(u)
+        r = phi(t, u)
+    return tuple(us)
+
+
+def backprop_updates(model: Model, w: Weights, x: jax.Array, u_trgt: jax.Array) -> tuple[Arrays, Arrays]:
+    """Backprop's update direction for (W_k, b_k), batch-averaged: the vjp of u⁻_N seeded with
+    e_N = D_N (u_trgt − u⁻_N) (MODEL.md §5; note the D_N). Returns (dW, db), each W-shaped."""
+    t = model.network.transfer
+
+    def out(W: Arrays, b: Arrays) -> jax.Array:
+        return feedforward(model, W, b, x)[-1]
+
+    u_N, vjp = jax.vjp(out, w.W, w.b)
+    e_N = dphi(t, u_N) * (u_trgt - u_N)
+    dW, db = vjp(e_N / x.shape[0])
+    return dW, db
