@@ -5,18 +5,18 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-import reference as ref
 
+import reference as ref
 from microcircuit.config import Model, NetworkSpec, Plasticity, Record, Simulation, Transfer
 from microcircuit.dynamics import dendrites
 from microcircuit.simulate import Stream, simulate
 
 
 def _rel_err(a: np.ndarray, b: np.ndarray) -> float:
-    """max |a − b| relative to max |b| (with a floor of 1, so values near 0 compare absolutely)."""
+    """max |a − b| relative to max |b|."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
+    return float(np.max(np.abs(a - b)) / max(1e-12, float(np.max(np.abs(b)))))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import reference as ref
 
+import reference as ref
 from microcircuit.config import Conductances, Model, NetworkSpec, Plasticity, Simulation, Transfer
 from microcircuit.dynamics import dendrites
 from microcircuit.network import self_predicting

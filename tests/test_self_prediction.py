@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import reference as ref
 
+import reference as ref
 from microcircuit.config import Conductances, Init, Model, NetworkSpec, Plasticity, Record, Simulation, Transfer
 from microcircuit.dynamics import dendrites, derivatives
 from microcircuit.network import init_weights, self_predicting

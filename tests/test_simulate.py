@@ -7,8 +7,8 @@ import importlib
 import jax
 import numpy as np
 import pytest
-import reference as ref
 
+import reference as ref
 from microcircuit.config import Model, NetworkSpec, Plasticity, Record, Simulation, Transfer
 from microcircuit.errors import DivergenceError, InputError
 from microcircuit.simulate import Stream, simulate
@@ -200,7 +200,7 @@ def test_divergence_is_reported() -> None:
     assert (err.quantity, err.layer) == ("u", 1)
     assert 0 < err.time <= 20.0
     assert "u of layer 1" in str(err)
-    w_good, _, s_good, n_good = err.last_good
+    _, _, s_good, n_good = err.last_good
     assert n_good < round(err.time / DT)
     assert np.max(np.abs(np.asarray(s_good.u[0]))) <= 0.5
 
@@ -309,8 +309,6 @@ def test_non_finite_input(no_tracing: None) -> None:
         _call(w, s, stream)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: simulate._check_inputs checks the state's shapes but not its "
-                   "finiteness, so a NaN state is traced and only surfaces later as a DivergenceError")
 def test_non_finite_state(no_tracing: None) -> None:
     w, s, stream = _good()
     s["u"][0][0, 0] = np.nan
@@ -318,8 +316,6 @@ def test_non_finite_state(no_tracing: None) -> None:
         _call(w, s, stream)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: simulate._check_inputs does not check the `traces` argument; "
-                   "wrong shapes fail inside tracing (or broadcast silently)")
 def test_wrong_trace_shape(no_tracing: None) -> None:
     w, s, stream = _good()
     tr = ref.zeros_like(w)

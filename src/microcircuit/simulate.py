@@ -175,7 +175,9 @@ def _chunk(
     return jax.lax.scan(one_record, carry, None, length=n_records)
 
 
-def _check_inputs(model: Model, w: Weights, s: State, stream: Stream, duration: float) -> int:
+def _check_inputs(
+    model: Model, w: Weights, s: State, stream: Stream, duration: float, traces: Weights | None = None
+) -> int:
     """Shapes, finiteness and timing, checked on the host before any tracing. Returns steps/pattern."""
     n, N = model.network.sizes, model.network.depth
     expect = {
@@ -186,14 +188,18 @@ def _check_inputs(model: Model, w: Weights, s: State, stream: Stream, duration: 
         "IP": [(n[i + 2], n[i + 1]) for i in range(N - 1)],
         "c": [(n[i + 2],) for i in range(N - 1)],
     }
-    for name, arrays in zip(Weights._fields, w, strict=True):
-        if len(arrays) != len(expect[name]):
-            raise InputError(f"weights.{name}: expected {len(expect[name])} arrays for sizes {n}, got {len(arrays)}")
-        for i, (a, shp) in enumerate(zip(arrays, expect[name], strict=True)):
-            if tuple(a.shape) != shp:
-                raise InputError(f"weights.{name}[{i}] (layer {i + 1}): expected shape {shp}, got {tuple(a.shape)}")
-            if not np.all(np.isfinite(np.asarray(a))):
-                raise InputError(f"weights.{name}[{i}] (layer {i + 1}) holds NaN or Inf")
+    for label, tree in (("weights", w), ("traces", traces)):
+        if tree is None:
+            continue
+        for name, arrays in zip(Weights._fields, tree, strict=True):
+            if len(arrays) != len(expect[name]):
+                want = len(expect[name])
+                raise InputError(f"{label}.{name}: expected {want} arrays for sizes {n}, got {len(arrays)}")
+            for i, (a, shp) in enumerate(zip(arrays, expect[name], strict=True)):
+                if tuple(a.shape) != shp:
+                    raise InputError(f"{label}.{name}[{i}] (layer {i + 1}): expected shape {shp}, got {tuple(a.shape)}")
+                if not np.all(np.isfinite(np.asarray(a))):
+                    raise InputError(f"{label}.{name}[{i}] (layer {i + 1}) holds NaN or Inf")
     batch = s.r_in.shape[0] if s.r_in.ndim == 2 else -1
     shapes = {"state.r_in": (s.r_in, n[0]), "state.u_trgt": (s.u_trgt, n[-1])}
     shapes.update({f"state.u[{i}] (layer {i + 1})": (u, n[i + 1]) for i, u in enumerate(s.u)})
@@ -203,6 +209,8 @@ def _check_inputs(model: Model, w: Weights, s: State, stream: Stream, duration: 
     for name, (a, width) in shapes.items():
         if tuple(a.shape) != (batch, width):
             raise InputError(f"{name}: expected shape ({batch}, {width}), got {tuple(a.shape)}")
+        if not np.all(np.isfinite(np.asarray(a))):
+            raise InputError(f"{name} holds NaN or Inf")
     P = stream.x.shape[0] if stream.x.ndim == 3 else -1
     for name, a, shp in (
         ("stream.x", stream.x, (P, batch, n[0])),
@@ -272,7 +280,7 @@ def simulate(
     sim = model.simulation
     if sim.sigma > 0 and key is None:
         raise InputError("key: a PRNG key is needed when simulation.sigma > 0 (e.g. jax.random.key(0))")
-    spp = _check_inputs(model, weights, state, stream, duration)
+    spp = _check_inputs(model, weights, state, stream, duration, traces)
     record = record or Record(quantities=(), stride=max(1, min(spp, chunk_steps)))
     stride = record.stride
     total = spp * stream.x.shape[0]

@@ -1,0 +1,183 @@
+"""Fig. 3: MNIST in the steady-state mode (MODEL.md §6, §7), and its baselines.
+
+784-500-500-10 with logistic φ and biases, one-hot targets r ∈ {0.1, 0.8} nudging towards
+u_trgt = φ⁻¹(r), self-predicting initialisation, B and PI fixed, W and IP plastic, mini-batches of 10,
+validation after every epoch, the best epoch kept, test error at the end. ``training.method =
+"backprop"`` trains the same feed-forward network (§5) by SGD instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..backprop import backprop_updates
+from ..config import Config, Model
+from ..data import load, paper_split, preprocess
+from ..network import Weights
+from ..runs import RunDir
+from ..steady_state import predict, train_step
+from ..transfer import phi_inv
+from .common import build
+
+__all__ = ["error_rate", "load_split", "run", "train_epoch"]
+
+
+def load_split(cfg: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Train / validation / test arrays: images (n, 784) in [0, 1], labels (n,)."""
+    tr = cfg.training
+    mnist = load(tr.data)
+    train, val, test = paper_split(mnist, n_validation=tr.n_validation)
+    out = {}
+    for name, split in (("train", train), ("validation", val), ("test", test)):
+        x, _ = preprocess(split.x, split.y, r_low=tr.r_low, r_high=tr.r_high)
+        y = np.asarray(split.y)
+        if name == "train" and tr.n_train:
+            x, y = x[: tr.n_train], y[: tr.n_train]
+        out[name] = (x, y)
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("model", "method", "duration", "n_passes"))
+def train_epoch(
+    model: Model,
+    w: Weights,
+    x: jax.Array,
+    u_trgt: jax.Array,
+    idx: jax.Array,
+    lr_scale: jax.Array,
+    *,
+    method: str,
+    duration: float,
+    n_passes: int,
+) -> Weights:
+    """Mini-batches ``idx`` (n_batches, B) of (x, u_trgt), as one ``lax.scan``."""
+
+    def body(w: Weights, i: jax.Array) -> tuple[Weights, None]:
+        xb, tb = x[i], u_trgt[i]
+        if method == "microcircuit":
+            return train_step(model, w, xb, tb, lr_scale, duration=duration, n_passes=n_passes), None
+        dW, db = backprop_updates(model, w, xb, tb)  # SGD along the backprop direction of §5
+        W = tuple(a + lr_scale * g for a, g in zip(w.W, dW, strict=True))
+        b = tuple(a + lr_scale * g for a, g in zip(w.b, db, strict=True)) if model.network.bias else w.b
+        return w._replace(W=W, b=b), None
+
+    w, _ = jax.lax.scan(body, w, idx)
+    return w
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _predict_labels(model: Model, w: Weights, x: jax.Array) -> jax.Array:
+    return jnp.argmax(predict(model, w, x), axis=-1)
+
+
+def error_rate(model: Model, w: Weights, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
+    """Fraction of misclassified images (arg max of the output potentials, no target, σ = 0)."""
+    wrong = 0
+    for s in range(0, x.shape[0], batch):
+        pred = np.asarray(_predict_labels(model, w, jnp.asarray(x[s : s + batch])))
+        wrong += int(np.sum(pred != y[s : s + batch]))
+    return wrong / x.shape[0]
+
+
+def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
+        echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    tr = cfg.training
+    model, w, _ = build(cfg)
+    data = load_split(cfg)
+    x_train, y_train = data["train"]
+    n_out = cfg.network.sizes[-1]
+    rates = np.where(np.eye(n_out, dtype=bool)[y_train], tr.r_high, tr.r_low).astype(np.float32)
+    u_trgt = jnp.asarray(phi_inv(model.network.transfer, rates), model.simulation.dtype)
+    x_dev = jnp.asarray(x_train, model.simulation.dtype)
+    nb = x_train.shape[0] // tr.batch
+    chunk = max(1, min(nb, 500))
+    best: tuple[float, int, Weights] | None = None
+    rows = []
+    t_start = time.perf_counter()
+    for epoch in range(1, tr.epochs + 1):
+        t0 = time.perf_counter()
+        perm = np.random.default_rng([cfg.seed, 3, epoch]).permutation(x_train.shape[0])[: nb * tr.batch]
+        idx = jnp.asarray(perm.reshape(nb, tr.batch).astype(np.int32))
+        lr = (tr.lr_backprop if tr.method == "backprop" else 1.0) * tr.lr_decay ** (epoch - 1)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=nb, unit="batch", desc=f"epoch {epoch}/{tr.epochs}", leave=False)
+        for s in range(0, nb, chunk):
+            w = train_epoch(model, w, x_dev, u_trgt, idx[s : s + chunk], jnp.asarray(lr, x_dev.dtype),
+                            method=tr.method, duration=cfg.stimulus.duration, n_passes=tr.n_passes)
+            if bar is not None:
+                bar.update(min(chunk, nb - s))
+        if bar is not None:
+            bar.close()
+        jax.block_until_ready(w)
+        epoch_s = time.perf_counter() - t0
+        if not all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(w)):
+            from ..errors import DivergenceError
+
+            raise DivergenceError("weights", 0, epoch * nb * cfg.stimulus.duration, f"became NaN/Inf in epoch {epoch}")
+        val = error_rate(model, w, *data["validation"])
+        train_err = error_rate(model, w, x_train[:10_000], y_train[:10_000])
+        row = {"epoch": epoch, "validation_error": val, "train_error_10k": train_err,
+               "epoch_s": round(epoch_s, 2), "lr_scale": lr}
+        rows.append(row)
+        if run_dir is not None:
+            run_dir.log(**row)
+        if echo:
+            echo(f"epoch {epoch:3d}  validation error {100 * val:6.2f} %  train error {100 * train_err:6.2f} %  "
+                 f"({epoch_s:.1f} s)")
+        if best is None or val < best[0]:
+            best = (val, epoch, jax.device_get(w))
+    assert best is not None
+    val_best, epoch_best, w_best = best
+    test = error_rate(model, w_best, *data["test"])
+    summary = {
+        "method": tr.method,
+        "epochs": tr.epochs,
+        "best_epoch": epoch_best,
+        "validation_error": val_best,
+        "test_error": test,
+        "train_size": int(x_train.shape[0]),
+        "seconds_per_epoch": float(np.median([r["epoch_s"] for r in rows])),
+        "wall_s": round(time.perf_counter() - t_start, 1),
+        "headline": [
+            f"{cfg.name}: test error {100 * test:.2f} % (best validation {100 * val_best:.2f} % at epoch "
+            f"{epoch_best}/{tr.epochs}); {np.median([r['epoch_s'] for r in rows]):.1f} s per epoch"
+        ],
+    }
+    if run_dir is not None:
+        named = zip(Weights._fields, w_best, strict=True)
+        run_dir.save_arrays("weights_best.npz", {f"{n}_{i + 1}": a for n, arrs in named for i, a in enumerate(arrs)})
+        run_dir.save_arrays(RunDir.TRACES, {k: np.array([r[k] for r in rows]) for k in rows[0]})
+        _figure(run_dir, rows, cfg.name)
+    return summary
+
+
+def _figure(run_dir: RunDir, rows: list[dict[str, Any]], name: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    ep = [r["epoch"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(ep, [100 * r["validation_error"] for r in rows], "o-", ms=3, label="validation")
+    ax.plot(ep, [100 * r["train_error_10k"] for r in rows], "s-", ms=3, label="train (first 10k)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error (%)")
+    ax.set_yscale("log")
+    ax.set_title(name)
+    ax.legend()
+    fig.tight_layout()
+    run_dir.save_figure(fig, "learning_curve.png")
+    plt.close(fig)
