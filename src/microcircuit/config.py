@@ -9,14 +9,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
-
-import tomllib
 
 __all__ = [
     "Conductances",
@@ -30,6 +29,7 @@ __all__ = [
     "Schedule",
     "Simulation",
     "Stimulus",
+    "Training",
     "Transfer",
     "apply_overrides",
     "from_dict",
@@ -295,6 +295,7 @@ class Stimulus:
         _check(self.n_patterns >= 1, "stimulus.n_patterns", f"must be >= 1, got {self.n_patterns}")
         _positive("stimulus.duration", self.duration)
         _check(self.batch >= 1, "stimulus.batch", f"must be >= 1, got {self.batch}")
+        _check(math.isfinite(self.low) and math.isfinite(self.high), "stimulus.low", "low and high must be finite")
         _check(self.high > self.low, "stimulus.high", f"must exceed stimulus.low, got {self.high} <= {self.low}")
 
 
@@ -317,16 +318,68 @@ class Record:
 @dataclass(frozen=True)
 class Schedule:
     """How a long run is cut into segments: every ``segment`` patterns the runner evaluates on
-    ``n_test`` held-out inputs (σ = 0, no plasticity, ``settle`` ms), logs metrics and may checkpoint."""
+    ``n_test`` held-out inputs (σ = 0, no plasticity, ``settle`` ms), logs metrics and may checkpoint.
+
+    ``checkpoint_every``: write a checkpoint every that many segments (0: only at the end, on SIGINT/
+    SIGTERM and on divergence); ``keep_checkpoints``: how many of the newest to keep (docs/runs.md).
+    Neither changes the computation, so both may differ when a run is resumed."""
 
     segment: int = 500
     n_test: int = 50
     settle: float = 30.0
+    checkpoint_every: int = 1
+    keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
         _check(self.segment >= 1, "schedule.segment", f"must be >= 1, got {self.segment}")
         _check(self.n_test >= 1, "schedule.n_test", f"must be >= 1, got {self.n_test}")
         _positive("schedule.settle", self.settle)
+        _check(self.checkpoint_every >= 0, "schedule.checkpoint_every", f"must be >= 0, got {self.checkpoint_every}")
+        _check(self.keep_checkpoints >= 1, "schedule.keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
+
+
+@dataclass(frozen=True)
+class Training:
+    """Mini-batch training in the steady-state mode (MODEL.md §6) and its baselines.
+
+    ``method``: ``microcircuit`` (rules 7–10 at the swept steady state; matrices with η = 0 frozen, so
+    the shallow learner and frozen-W_2 variants are rate settings) or ``backprop`` (SGD on the
+    feed-forward network of §5 with learning rate ``lr_backprop``). ``data``: ``mnist-subset`` (embedded),
+    ``mnist`` (the cache filled by ``microcircuit data fetch-mnist``) or a path to MNIST files.
+    ``n_train`` > 0 trains on the first n_train training images only (for searches).
+    Learning rates are per ms and applied over ``stimulus.duration`` per mini-batch (§7).
+    """
+
+    method: str = "microcircuit"
+    data: str = "mnist-subset"
+    epochs: int = 1
+    batch: int = 10
+    n_passes: int = 1
+    n_validation: int = 5000
+    n_train: int = 0
+    r_low: float = 0.1
+    r_high: float = 0.8
+    lr_backprop: float = 0.01
+    lr_decay: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(
+            self.method in ("microcircuit", "backprop"),
+            "training.method",
+            f"must be 'microcircuit' or 'backprop', got {self.method!r}",
+        )
+        _check(self.epochs >= 1, "training.epochs", f"must be >= 1, got {self.epochs}")
+        _check(self.batch >= 1, "training.batch", f"must be >= 1, got {self.batch}")
+        _check(self.n_passes >= 1, "training.n_passes", f"must be >= 1, got {self.n_passes}")
+        _check(self.n_validation >= 1, "training.n_validation", f"must be >= 1, got {self.n_validation}")
+        _check(self.n_train >= 0, "training.n_train", f"must be >= 0 (0 = all), got {self.n_train}")
+        _check(
+            0 < self.r_low < self.r_high < 1,
+            "training.r_low",
+            f"need 0 < r_low < r_high < 1 (logistic targets), got {self.r_low}, {self.r_high}",
+        )
+        _positive("training.lr_backprop", self.lr_backprop, allow_zero=True)
+        _check(0 < self.lr_decay <= 1, "training.lr_decay", f"must be in (0, 1], got {self.lr_decay}")
 
 
 @dataclass(frozen=True)
@@ -361,11 +414,20 @@ class Model:
 
 @dataclass(frozen=True)
 class Config:
-    """A whole run: the model, the stimulus, what to record, the seed, and which experiment runs it."""
+    """A whole run: the model, the stimulus, what to record, the seed, and which experiment runs it.
+
+    ``n_seeds``: independent repetitions with seeds ``seed .. seed + n_seeds − 1`` (experiments that
+    support it run them together as one vmapped ensemble). ``init_from``: where an experiment that starts
+    from a trained state takes its weights: ``""`` (``network.init``), ``"preset:NAME"`` (run that preset
+    first, with this run's seed, network and conductances) or the path of a run folder (its newest
+    checkpoint).
+    """
 
     name: str = "custom"
     experiment: str = "simulate"
     seed: int = 0
+    n_seeds: int = 1
+    init_from: str = ""
     network: NetworkSpec = field(default_factory=NetworkSpec)
     conductances: Conductances = field(default_factory=Conductances)
     plasticity: Plasticity = field(default_factory=Plasticity)
@@ -373,11 +435,18 @@ class Config:
     stimulus: Stimulus = field(default_factory=Stimulus)
     record: Record = field(default_factory=Record)
     schedule: Schedule = field(default_factory=Schedule)
+    training: Training = field(default_factory=Training)
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
-        model = self.model  # cross-field checks (rates per layer, dt stability)
-        object.__setattr__(self, "plasticity", model.plasticity)
+        _check(self.n_seeds >= 1, "n_seeds", f"must be >= 1, got {self.n_seeds}")
+        _check(
+            self.init_from.removeprefix("preset:").strip() != "" or self.init_from == "",
+            "init_from",
+            f"expected '', 'preset:NAME' or a run folder, got {self.init_from!r}",
+        )
+        _check(self.seed < 2**32, "seed", f"must be < 2**32, got {self.seed}")
+        self.model  # noqa: B018 - cross-field checks (rates per layer, dt stability)
         if self.stimulus.kind == "teacher" and self.stimulus.teacher_sizes:
             ts = self.stimulus.teacher_sizes
             _check(
@@ -433,7 +502,10 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{key}: number too large: {str(value)[:20]}...") from None
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
@@ -449,7 +521,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
     for key, value in data.items():
         if key not in names:
             hint = difflib.get_close_matches(key, names, n=1)
-            extra = f" (did you mean {prefix}{hint[0]!r}?)" if hint else ""
+            extra = f" (did you mean '{prefix}{hint[0]}'?)" if hint else ""
             raise ConfigError(f"{prefix}{key}: unknown key{extra}; valid keys: {', '.join(names)}")
         kwargs[key] = _coerce(hints[key], value, prefix + key)
     try:
@@ -487,7 +559,13 @@ def load_toml(path: str | Path) -> Config:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e}") from None
     base = data.pop("preset", None)
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"preset: expected a preset name (a string), got {type(base).__name__} {base!r}")
     if base is not None:
         from .presets import get_preset
 

@@ -1,7 +1,9 @@
-"""Run folders: the resolved config, metrics (JSON lines), traces (.npz), figures, environment, summary.
+"""Run folders: the resolved config, metrics (JSON lines), traces (.npz), figures, environment, summary,
+checkpoints (see :mod:`microcircuit.checkpoint` and docs/runs.md).
 
 Every file is written atomically (temporary file in the same folder, fsync, rename), so a run that dies
-never leaves a half-written file behind, and nothing already written is lost.
+never leaves a half-written file behind, and nothing already written is lost. :func:`graceful_stop`
+turns SIGINT/SIGTERM into a flag that a runner checks at its next chunk boundary.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -20,9 +24,17 @@ from typing import IO, Any
 
 import numpy as np
 
-from .config import Config, to_toml
+from .config import Config, ConfigError, apply_overrides, load_toml, to_toml
 
-__all__ = ["RunDir", "RunDirError", "atomic_write", "environment"]
+__all__ = [
+    "RunDir",
+    "RunDirError",
+    "StopRequest",
+    "atomic_write",
+    "environment",
+    "graceful_stop",
+    "resume_config",
+]
 
 
 class RunDirError(RuntimeError):
@@ -35,6 +47,9 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -82,17 +97,62 @@ def environment(cfg: Config | None = None) -> dict[str, Any]:
     }
 
 
+class StopRequest:
+    """Set by the handlers of :func:`graceful_stop`: ``signum`` is None until a signal arrives."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return "" if self.signum is None else signal.Signals(self.signum).name
+
+
+@contextmanager
+def graceful_stop(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopRequest]:
+    """For the duration of the block, SIGINT/SIGTERM only set the yielded :class:`StopRequest`; the
+    runner checks it at its next consistent point, checkpoints and raises
+    :class:`~microcircuit.errors.RunInterrupted`. A second signal raises ``KeyboardInterrupt`` at once
+    (files stay intact: every write is atomic). The previous handlers are restored on exit. Outside the
+    main thread (where Python cannot install handlers) nothing is installed and the flag stays unset."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.signum is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping without a checkpoint")
+        stop.signum = signum
+
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)
+
+
 class RunDir:
-    """A run folder. ``RunDir.create`` refuses a folder that already holds files unless told otherwise."""
+    """A run folder. ``RunDir.create`` refuses a folder that already holds files unless told otherwise.
+
+    ``resume`` is True when the folder was reopened to continue a run: runners then continue from the
+    newest checkpoint in ``checkpoint_dir`` (or start afresh when there is none).
+    """
 
     CONFIG = "config.toml"
     METRICS = "metrics.jsonl"
     TRACES = "traces.npz"
     ENVIRONMENT = "environment.json"
     SUMMARY = "summary.json"
+    CHECKPOINTS = "checkpoints"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, resume: bool = False) -> None:
         self.path = Path(path)
+        self.resume = resume
 
     @classmethod
     def create(cls, path: str | Path, *, overwrite: bool = False, resume: bool = False) -> RunDir:
@@ -117,10 +177,62 @@ class RunDir:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunDirError(f"cannot create run folder {path}: {e}") from None
-        return cls(path)
+        return cls(path, resume=resume)
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the run's checkpoints live (created on first use)."""
+        d = self.path / self.CHECKPOINTS
+        d.mkdir(exist_ok=True)
+        return d
+
+    def is_complete(self) -> bool:
+        """A run is complete once its summary.json is written (the last thing a runner does)."""
+        return self.file(self.SUMMARY).is_file()
+
+    def truncate_metrics(self, keep: Callable[[dict[str, Any]], bool]) -> int:
+        """Rewrite metrics.jsonl atomically with only the rows for which ``keep(row)`` is true; a line
+        that is not a JSON object (cut short by a hard kill) is dropped too. Returns the number dropped."""
+        p = self.file(self.METRICS)
+        if not p.exists():
+            return 0
+        kept, dropped = [], 0
+        for line in p.read_text(errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                dropped += bool(line.strip())
+                continue
+            if isinstance(row, dict) and keep(row):
+                kept.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            with atomic_write(p) as f:
+                f.write("".join(line + "\n" for line in kept))
+        return dropped
+
+    def record_resume(self, cfg: Config | None = None) -> list[str]:
+        """Note a resumption in environment.json (under ``resumes``) and return the environment fields
+        (versions, platform, JAX backend/devices) that differ from the first start, if any: with any
+        difference, a resumed run need not be bit-for-bit equal to an uninterrupted one."""
+        now = environment(cfg)
+        p = self.file(self.ENVIRONMENT)
+        try:
+            env = json.loads(p.read_text())
+            if not isinstance(env, dict):
+                raise ValueError
+        except (OSError, ValueError):
+            env = dict(now)
+        fields = ("microcircuit", "python", "platform", "packages", "jax_backend", "jax_devices")
+        changed = [k for k in fields if _jsonable(env.get(k)) != _jsonable(now.get(k))]
+        resumes = env.get("resumes") if isinstance(env.get("resumes"), list) else []
+        env["resumes"] = [*resumes, {k: now[k] for k in ("started", "argv", *changed)}]
+        self.write_json(self.ENVIRONMENT, env)
+        return changed
 
     def write_config(self, cfg: Config) -> None:
         with atomic_write(self.file(self.CONFIG)) as f:
@@ -160,3 +272,28 @@ class RunDir:
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         self.write_json(self.SUMMARY, summary)
+
+
+def resume_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The config of the run folder ``path`` (its config.toml) with ``--set`` ``overrides`` applied.
+
+    A resumed run keeps its config: overrides may only change keys that do not alter the computation
+    (:data:`microcircuit.checkpoint.NON_COMPUTATIONAL`, e.g. ``schedule.checkpoint_every``); any other
+    change is a :class:`ConfigError` naming the keys.
+    """
+    from .checkpoint import NON_COMPUTATIONAL, config_differences
+
+    path = Path(path)
+    if not path.is_dir():
+        raise RunDirError(f"cannot resume {path}: no such run folder")
+    if not (path / RunDir.CONFIG).is_file():
+        raise RunDirError(f"cannot resume {path}: it has no {RunDir.CONFIG}, so it is not a run folder")
+    saved = load_toml(path / RunDir.CONFIG)
+    cfg = apply_overrides(saved, list(overrides))
+    diff = config_differences(saved, cfg, NON_COMPUTATIONAL)
+    if diff:
+        raise ConfigError(
+            f"--resume {path}: --set would change {', '.join(diff)}; a resumed run keeps the config it "
+            f"started with (only {', '.join(NON_COMPUTATIONAL)} may change); start a new run instead"
+        )
+    return cfg

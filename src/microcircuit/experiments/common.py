@@ -1,23 +1,28 @@
 """Pieces every time-continuous experiment shares: building the network, a segmented training loop
-with held-out evaluation, and the self-prediction measurement."""
+with held-out evaluation, checkpoints and resume (docs/runs.md), and the self-prediction measurement."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
+from ..checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from ..config import Config, Model, Record
 from ..dynamics import State, init_state
+from ..errors import CheckpointError, DivergenceError, RunInterrupted
 from ..network import Weights, init_weights, self_predicting_weights
-from ..runs import RunDir
+from ..plasticity import zero_traces
+from ..runs import RunDir, StopRequest, graceful_stop
 from ..simulate import Solution, Stream, simulate
 
-__all__ = ["build", "deterministic", "run_segments", "self_prediction_errors", "weight_distance"]
+__all__ = ["build", "deterministic", "initial_weights", "run_segments", "self_prediction_errors", "weight_distance"]
 
 
 def build(cfg: Config) -> tuple[Model, Weights, State]:
@@ -56,6 +61,17 @@ def weight_distance(model: Model, w: Weights) -> dict[str, float]:
     return out
 
 
+class _StopRequestedError(Exception):
+    """Raised from simulate's progress callback to leave a segment at a chunk boundary on a signal."""
+
+
+def _concat(pieces: list[dict[str, np.ndarray]], times: list[np.ndarray]) -> dict[str, np.ndarray]:
+    recorded = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} if pieces else {}
+    if times:
+        recorded["time_ms"] = np.concatenate(times)
+    return recorded
+
+
 def run_segments(
     cfg: Config,
     run: RunDir | None,
@@ -71,64 +87,244 @@ def run_segments(
 ) -> tuple[Solution, list[dict[str, Any]], dict[str, np.ndarray]]:
     """Train for ``n_patterns`` patterns in segments of ``cfg.schedule.segment``.
 
-    ``make_stream(segment_index, n)`` gives the segment's patterns; segment s uses the noise key
-    ``fold_in(key(seed), s + 1)``. After every segment ``evaluate(weights)`` is logged to the run's
-    metrics. Returns the last solution, the metric rows and the concatenated recorded traces.
+    ``make_stream(segment_index, n)`` gives the segment's patterns and must be deterministic; segment s
+    uses the noise key ``fold_in(key(seed), s + 1)``. After every segment ``evaluate(weights)`` is
+    logged to the run's metrics. Returns the last solution, the metric rows and the concatenated
+    recorded traces.
+
+    With a run folder: a checkpoint (weights, traces, state, recorded traces, metric rows, RNG key,
+    counters) is written at segment boundaries every ``cfg.schedule.checkpoint_every`` segments and at
+    the end, keeping the newest ``cfg.schedule.keep_checkpoints``. When ``run.resume`` is set, the run
+    continues from the newest checkpoint (bit for bit: the segment boundary fixes everything that
+    follows) and metrics.jsonl is cut back to that point. SIGINT/SIGTERM stop the run at the next chunk
+    boundary of the simulation: the state at the last completed segment boundary is checkpointed (the
+    partial segment is dropped and will be recomputed identically) and :class:`RunInterrupted` is
+    raised. On :class:`DivergenceError` the last good boundary is checkpointed too, the event is logged,
+    and the error (naming that checkpoint) is re-raised.
     """
     seg = cfg.schedule.segment
     n_seg = -(-n_patterns // seg)
     duration = cfg.stimulus.duration
     steps_per_pattern = round(duration / model.simulation.dt)
-    rows = [{"patterns": 0, "time_ms": 0.0, **evaluate(weights)}]
-    if run is not None:
-        run.log(**rows[0])
-    if echo:
-        echo(_fmt(rows[0]))
+    root = jax.random.key(cfg.seed)
+    traces = zero_traces(weights)
+    rows: list[dict[str, Any]] = []
+    pieces: list[dict[str, np.ndarray]] = []
+    times: list[np.ndarray] = []
+    first, wall0 = 0, 0.0
+    saved: tuple[int, Path | None] = (-1, None)  # (segment, path) of the newest checkpoint written or read
+
+    def patterns_after(s: int) -> int:
+        return min(s * seg, n_patterns)
+
+    def say(text: str) -> None:
+        if echo:
+            echo(text)
+
+    if run is not None and run.resume:
+        path = latest_checkpoint(run.checkpoint_dir)
+        if path is not None:
+            ck = load_checkpoint(path, cfg, like={"weights": weights, "traces": traces, "state": state})
+            first = ck.counters.get("segment", -1)
+            rows = ck.meta.get("rows")  # type: ignore[assignment]
+            if (
+                not isinstance(first, int) or not 0 <= first <= n_seg
+                or ck.counters.get("patterns") != patterns_after(first)
+                or not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows)
+                or (len(rows) != first + 1 and not (first == 0 and not rows))
+            ):
+                raise CheckpointError(f"checkpoint {path}: its counters do not fit this run ({ck.counters})")
+            weights, traces, state = ck.trees["weights"], ck.trees["traces"], ck.trees["state"]
+            recorded = dict(ck.trees.get("recorded", {}))
+            if "time_ms" in recorded:
+                times.append(recorded.pop("time_ms"))
+            if recorded:
+                pieces.append(recorded)
+            root = ck.key if ck.key is not None else root
+            wall0 = float(ck.counters.get("wall_s", 0.0))
+            saved = (first, path)
+            say(f"resuming from {path} ({patterns_after(first)} of {n_patterns} patterns done)")
+        else:
+            say("no checkpoint yet: starting the run from the beginning")
+        last = rows[-1]["patterns"] if rows else -1
+        run.truncate_metrics(lambda r: "event" in r or r.get("patterns", last + 1) <= last)
+        run.log(event="resumed", patterns=patterns_after(first), checkpoint=None if path is None else str(path))
+
+    t_wall = time.perf_counter()
+
+    def wall() -> float:
+        return round(wall0 + time.perf_counter() - t_wall, 2)
+
+    def checkpoint(s: int, w: Weights, tr: Weights, st: State) -> Path | None:
+        """The state after s segments (unless that one is already on disk)."""
+        nonlocal saved
+        if run is None:
+            return None
+        if saved[0] == s:
+            return saved[1]
+        path = save_checkpoint(
+            checkpoint_path(run.checkpoint_dir, patterns_after(s)), cfg,
+            {"weights": w, "traces": tr, "state": st, "recorded": _concat(pieces, times)},
+            counters={"segment": s, "patterns": patterns_after(s), "n_patterns": n_patterns,
+                      "time_ms": patterns_after(s) * duration, "wall_s": wall()},
+            key=root, meta={"rows": rows},
+        )
+        prune_checkpoints(run.checkpoint_dir, cfg.schedule.keep_checkpoints)
+        saved = (s, path)
+        return path
+
+    def log(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if run is not None:
+            run.log(**row)
+        say(_fmt(row))
+
+    def interrupted(stop: StopRequest, s: int) -> RunInterrupted:
+        path = checkpoint(s, weights, traces, state)
+        p = patterns_after(s)
+        assert run is not None and stop.signum is not None
+        run.log(event="interrupted", signal=stop.name, patterns=p, time_ms=p * duration,
+                checkpoint=None if path is None else str(path))
+        return RunInterrupted(
+            stop.signum,
+            f"interrupted by {stop.name} after {p} of {n_patterns} patterns (t = {p * duration:g} ms); "
+            f"checkpoint {path}; continue with: microcircuit run --resume {run.path}",
+            path,
+        )
+
+    def diverged(e: DivergenceError, s: int, where: str) -> DivergenceError:
+        e.note = where
+        if run is not None:
+            e.checkpoint = checkpoint(s, weights, traces, state)
+            if e.last_good is not None and where.startswith("training"):
+                w, tr, st, n = e.last_good  # the last good chunk inside the segment, for inspection
+                save_checkpoint(run.checkpoint_dir / "diverged-last-good.npz", cfg,
+                                {"weights": w, "traces": tr, "state": st},
+                                counters={"segment": s, "step_in_segment": n, "time_ms": e.time})
+            run.log(event="diverged", quantity=e.quantity, layer=e.layer, time_ms=e.time, where=where,
+                    patterns=patterns_after(s), checkpoint=None if e.checkpoint is None else str(e.checkpoint))
+        return e
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_patterns * steps_per_pattern, unit="step", unit_scale=True, leave=False)
-    traces = None
-    pieces: list[dict[str, np.ndarray]] = []
-    times: list[np.ndarray] = []
+        remaining = (n_patterns - patterns_after(first)) * steps_per_pattern
+        bar = tqdm(total=remaining, unit="step", unit_scale=True, leave=False)
     sol = None
-    root = jax.random.key(cfg.seed)
-    t_wall = time.perf_counter()
+    every = cfg.schedule.checkpoint_every
+    guard = graceful_stop() if run is not None else contextlib.nullcontext(StopRequest())
     try:
-        for s in range(n_seg):
-            n = min(seg, n_patterns - s * seg)
-            t0 = s * seg * duration
-            sol = simulate(
-                model, weights, state, make_stream(s, n), duration=duration,
-                key=jax.random.fold_in(root, s + 1), traces=traces, record=cfg.record, t0=t0,
-                progress=bar.update if bar is not None else False,
-            )
-            weights, state, traces = sol.weights, sol.state, sol.traces
-            if sol.records:
-                pieces.append(sol.records)
-                times.append(sol.times)
-            row = {
-                "patterns": s * seg + n,
-                "time_ms": t0 + n * duration,
-                "wall_s": round(time.perf_counter() - t_wall, 2),
-                **evaluate(weights),
-            }
-            rows.append(row)
-            if run is not None:
-                run.log(**row)
-            if echo:
-                echo(_fmt(row))
+        with guard as stop:
+            if not rows:
+                try:
+                    log({"patterns": 0, "time_ms": 0.0, **evaluate(weights)})
+                except DivergenceError as e:
+                    raise diverged(e, 0, "in the evaluation of the initial weights") from None
+            for s in range(first, n_seg):
+                if stop:
+                    raise interrupted(stop, s)
+                n = min(seg, n_patterns - s * seg)
+                t0 = s * seg * duration
+                left = n * steps_per_pattern
+
+                def on_chunk(steps: int) -> None:
+                    nonlocal left
+                    left -= steps
+                    if bar is not None:
+                        bar.update(steps)
+                    if stop and left > 0:  # a finished segment is kept
+                        raise _StopRequestedError
+
+                try:
+                    sol = simulate(
+                        model, weights, state, make_stream(s, n), duration=duration,
+                        key=jax.random.fold_in(root, s + 1), traces=traces, record=cfg.record, t0=t0,
+                        progress=on_chunk,
+                    )
+                except _StopRequestedError:
+                    raise interrupted(stop, s) from None
+                except DivergenceError as e:
+                    raise diverged(e, s, f"training, segment {s}, patterns {s * seg}-{s * seg + n}") from None
+                try:
+                    metrics = evaluate(sol.weights)
+                except DivergenceError as e:
+                    raise diverged(e, s, f"in the evaluation after {s * seg + n} patterns") from None
+                weights, state, traces = sol.weights, sol.state, sol.traces
+                if sol.records:
+                    pieces.append(sol.records)
+                    times.append(sol.times)
+                log({"patterns": s * seg + n, "time_ms": t0 + n * duration, "wall_s": wall(), **metrics})
+                if every and (s + 1) % every == 0:
+                    checkpoint(s + 1, weights, traces, state)
+            checkpoint(n_seg, weights, traces, state)
+            if stop:
+                raise interrupted(stop, n_seg)
     finally:
         if bar is not None:
             bar.close()
-    recorded = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} if pieces else {}
-    if times:
-        recorded["time_ms"] = np.concatenate(times)
-    assert sol is not None
-    return sol, rows, recorded
+    if sol is None:  # resumed a finished run
+        sol = Solution(weights, traces, state, {}, np.zeros(0))
+    return sol, rows, _concat(pieces, times)
 
 
 def _fmt(row: dict[str, Any]) -> str:
     parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "wall_s"]
     return "  ".join(parts)
+
+
+def initial_weights(
+    cfg: Config,
+    run: RunDir | None,
+    weights: Weights,
+    *,
+    progress: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> Weights:
+    """The weights an experiment starts from, per ``cfg.init_from``.
+
+    ``""``: ``weights`` (drawn from ``network.init``). ``"preset:NAME"``: run that preset first, with this
+    run's seed, network and conductances, into the sub-folder ``init/`` of the run folder (a temporary
+    folder without one; on ``--resume`` a finished ``init/`` is reused) and take its final weights. Any
+    other value: the path of a run folder, whose newest checkpoint holds the weights.
+    """
+    import tempfile
+
+    from ..presets import get_preset
+    from . import get_experiment
+
+    src = cfg.init_from
+    if not src:
+        return weights
+    with contextlib.ExitStack() as stack:
+        if src.startswith("preset:"):
+            pre = dataclasses.replace(
+                get_preset(src.removeprefix("preset:")),
+                seed=cfg.seed, network=cfg.network, conductances=cfg.conductances,
+            )
+            if run is None:
+                sub = RunDir.create(Path(stack.enter_context(tempfile.TemporaryDirectory())))
+            else:
+                sub = RunDir.create(run.path / "init", resume=run.resume)
+            if not sub.is_complete():
+                sub.write_config(pre)
+                sub.write_environment(pre)
+                if echo:
+                    echo(f"init_from {src}: running {pre.name!r} ({pre.experiment}) into {sub.path}")
+                t = time.perf_counter()
+                summary = get_experiment(pre.experiment)(
+                    pre, sub, progress=progress, echo=(lambda line: echo(f"  [init] {line}")) if echo else None
+                )
+                summary["wall_s"] = round(time.perf_counter() - t, 1)
+                sub.write_summary(summary)
+                for line in summary.get("headline", []) if echo else ():
+                    echo(f"  [init] {line}")
+        else:
+            if not (Path(src) / RunDir.CONFIG).is_file():
+                raise CheckpointError(f"init_from: {src} is not a run folder (no {RunDir.CONFIG})")
+            sub = RunDir(src)
+        path = latest_checkpoint(sub.checkpoint_dir)
+        if path is None:
+            raise CheckpointError(f"init_from: the run folder {sub.path} holds no checkpoint to start from")
+        ck = load_checkpoint(path, like={"weights": weights})
+    return jax.tree_util.tree_map(jax.numpy.asarray, ck.trees["weights"])

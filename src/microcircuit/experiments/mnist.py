@@ -8,9 +8,11 @@ validation after every epoch, the best epoch kept, test error at the end. ``trai
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -18,15 +20,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..backprop import backprop_updates
+from ..checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from ..config import Config, Model
 from ..data import load, paper_split, preprocess
+from ..errors import DivergenceError, RunInterrupted
 from ..network import Weights
-from ..runs import RunDir
+from ..runs import RunDir, StopRequest, graceful_stop
 from ..steady_state import predict, train_step
 from ..transfer import phi_inv
 from .common import build
 
 __all__ = ["error_rate", "load_split", "run", "train_epoch"]
+
+_CHUNK = 500  # mini-batches per compiled call: the progress bar and the stop check advance per call
 
 
 def load_split(cfg: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -97,45 +103,85 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
     u_trgt = jnp.asarray(phi_inv(model.network.transfer, rates), model.simulation.dtype)
     x_dev = jnp.asarray(x_train, model.simulation.dtype)
     nb = x_train.shape[0] // tr.batch
-    chunk = max(1, min(nb, 500))
+    chunk = max(1, min(nb, _CHUNK))
     best: tuple[float, int, Weights] | None = None
-    rows = []
+    rows: list[dict[str, Any]] = []
+    first_epoch = 1
+    if run_dir is not None and run_dir.resume:  # continue from the newest epoch checkpoint
+        path = latest_checkpoint(run_dir.checkpoint_dir)
+        if path is not None:
+            ck = load_checkpoint(path, cfg, like={"weights": w, "best": w})
+            w, rows = ck.trees["weights"], list(ck.meta["rows"])
+            first_epoch = int(ck.counters["epoch"]) + 1
+            best = (float(ck.counters["best_validation"]), int(ck.counters["best_epoch"]), ck.trees["best"])
+            run_dir.truncate_metrics(lambda r: "event" in r or r.get("epoch", first_epoch) < first_epoch)
+            if echo:
+                echo(f"resuming after epoch {first_epoch - 1} from {path}")
+
+    def checkpoint(epoch: int) -> Path | None:
+        if run_dir is None or best is None:
+            return None
+        path = save_checkpoint(
+            checkpoint_path(run_dir.checkpoint_dir, epoch), cfg, {"weights": w, "best": best[2]},
+            counters={"epoch": epoch, "best_epoch": best[1], "best_validation": best[0]}, meta={"rows": rows},
+        )
+        prune_checkpoints(run_dir.checkpoint_dir, keep=cfg.schedule.keep_checkpoints)
+        return path
+
     t_start = time.perf_counter()
-    for epoch in range(1, tr.epochs + 1):
-        t0 = time.perf_counter()
-        perm = np.random.default_rng([cfg.seed, 3, epoch]).permutation(x_train.shape[0])[: nb * tr.batch]
-        idx = jnp.asarray(perm.reshape(nb, tr.batch).astype(np.int32))
-        lr = (tr.lr_backprop if tr.method == "backprop" else 1.0) * tr.lr_decay ** (epoch - 1)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+    guard = graceful_stop() if run_dir is not None else contextlib.nullcontext(StopRequest())
+    with guard as stop:
+        for epoch in range(first_epoch, tr.epochs + 1):
+            w_start = w
+            t0 = time.perf_counter()
+            perm = np.random.default_rng([cfg.seed, 3, epoch]).permutation(x_train.shape[0])[: nb * tr.batch]
+            idx = jnp.asarray(perm.reshape(nb, tr.batch).astype(np.int32))
+            lr = (tr.lr_backprop if tr.method == "backprop" else 1.0) * tr.lr_decay ** (epoch - 1)
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
 
-            bar = tqdm(total=nb, unit="batch", desc=f"epoch {epoch}/{tr.epochs}", leave=False)
-        for s in range(0, nb, chunk):
-            w = train_epoch(model, w, x_dev, u_trgt, idx[s : s + chunk], jnp.asarray(lr, x_dev.dtype),
-                            method=tr.method, duration=cfg.stimulus.duration, n_passes=tr.n_passes)
+                bar = tqdm(total=nb, unit="batch", desc=f"epoch {epoch}/{tr.epochs}", leave=False)
+            for s in range(0, nb, chunk):
+                if stop:  # drop the partial epoch: it is recomputed identically on resume
+                    if bar is not None:
+                        bar.close()
+                    w = w_start
+                    path = checkpoint(epoch - 1)
+                    assert run_dir is not None and stop.signum is not None
+                    run_dir.log(event="interrupted", signal=stop.name, epoch=epoch - 1,
+                                checkpoint=None if path is None else str(path))
+                    raise RunInterrupted(
+                        stop.signum, f"interrupted by {stop.name} during epoch {epoch}; checkpoint {path}; "
+                        f"continue with: microcircuit run --resume {run_dir.path}", path)
+                w = train_epoch(model, w, x_dev, u_trgt, idx[s : s + chunk], jnp.asarray(lr, x_dev.dtype),
+                                method=tr.method, duration=cfg.stimulus.duration, n_passes=tr.n_passes)
+                if bar is not None:
+                    bar.update(min(chunk, nb - s))
             if bar is not None:
-                bar.update(min(chunk, nb - s))
-        if bar is not None:
-            bar.close()
-        jax.block_until_ready(w)
-        epoch_s = time.perf_counter() - t0
-        if not all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(w)):
-            from ..errors import DivergenceError
-
-            raise DivergenceError("weights", 0, epoch * nb * cfg.stimulus.duration, f"became NaN/Inf in epoch {epoch}")
-        val = error_rate(model, w, *data["validation"])
-        train_err = error_rate(model, w, x_train[:10_000], y_train[:10_000])
-        row = {"epoch": epoch, "validation_error": val, "train_error_10k": train_err,
-               "epoch_s": round(epoch_s, 2), "lr_scale": lr}
-        rows.append(row)
-        if run_dir is not None:
-            run_dir.log(**row)
-        if echo:
-            echo(f"epoch {epoch:3d}  validation error {100 * val:6.2f} %  train error {100 * train_err:6.2f} %  "
-                 f"({epoch_s:.1f} s)")
-        if best is None or val < best[0]:
-            best = (val, epoch, jax.device_get(w))
+                bar.close()
+            jax.block_until_ready(w)
+            epoch_s = time.perf_counter() - t0
+            if not all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(w)):
+                w = w_start
+                path = checkpoint(epoch - 1)
+                raise DivergenceError("weights", 0, epoch * nb * cfg.stimulus.duration,
+                                      f"became NaN/Inf in epoch {epoch} (last good checkpoint: {path})")
+            val = error_rate(model, w, *data["validation"])
+            train_err = error_rate(model, w, x_train[:10_000], y_train[:10_000])
+            row = {"epoch": epoch, "validation_error": val, "train_error_10k": train_err,
+                   "epoch_s": round(epoch_s, 2), "lr_scale": lr}
+            rows.append(row)
+            if run_dir is not None:
+                run_dir.log(**row)
+            if echo:
+                echo(f"epoch {epoch:3d}  validation error {100 * val:6.2f} %  train error {100 * train_err:6.2f} %  "
+                     f"({epoch_s:.1f} s)")
+            if best is None or val < best[0]:
+                best = (val, epoch, jax.device_get(w))
+            every = cfg.schedule.checkpoint_every
+            if every and (epoch % every == 0 or epoch == tr.epochs):
+                checkpoint(epoch)
     assert best is not None
     val_best, epoch_best, w_best = best
     test = error_rate(model, w_best, *data["test"])
@@ -147,6 +193,7 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
         "test_error": test,
         "train_size": int(x_train.shape[0]),
         "seconds_per_epoch": float(np.median([r["epoch_s"] for r in rows])),
+        "validation_curve": [r["validation_error"] for r in rows],
         "wall_s": round(time.perf_counter() - t_start, 1),
         "headline": [
             f"{cfg.name}: test error {100 * test:.2f} % (best validation {100 * val_best:.2f} % at epoch "

@@ -1,0 +1,100 @@
+"""The MNIST trainer (steady-state mode, MODEL.md §6-§7): it learns, baselines run, resume is exact."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from microcircuit.config import apply_overrides
+from microcircuit.errors import RunInterrupted
+from microcircuit.experiments import mnist as mnist_exp
+from microcircuit.experiments.common import build
+from microcircuit.presets import get_preset
+from microcircuit.runs import RunDir
+from microcircuit.steady_state import train_step
+
+TINY = ["network.sizes=[784,30,20,10]", "training.n_train=300", "training.n_validation=100",
+        "training.epochs=3", "schedule.keep_checkpoints=5"]
+
+
+def test_quick_preset_learns_the_embedded_subset(tmp_path):
+    """`microcircuit run mnist --quick`: well above chance on the subset's 1,000 test images."""
+    cfg = get_preset("mnist", quick=True)
+    summary = mnist_exp.run(cfg, RunDir.create(tmp_path / "run"))
+    assert summary["test_error"] < 0.15, summary["headline"]
+    assert (tmp_path / "run" / "learning_curve.png").is_file()
+    rows = RunDir(tmp_path / "run").metrics()
+    assert [r["epoch"] for r in rows] == list(range(1, cfg.training.epochs + 1))
+
+
+@pytest.mark.parametrize("preset", ["mnist-backprop", "mnist-shallow", "mnist-frozen-w2", "mnist-learned-feedback"])
+def test_baselines_run_and_beat_chance(tmp_path, preset):
+    cfg = apply_overrides(get_preset(preset, quick=True), ["training.epochs=2", "training.n_train=1000"])
+    summary = mnist_exp.run(cfg, None)
+    assert summary["validation_error"] < 0.6, (preset, summary["validation_error"])
+
+
+def test_frozen_matrices_do_not_move():
+    cfg = apply_overrides(get_preset("mnist-frozen-w2", quick=True), ["network.sizes=[784,30,20,10]"])
+    model, w, _ = build(cfg)
+    x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (10, 784)), jnp.float32)
+    t = jnp.asarray(np.random.default_rng(1).uniform(-2, 1, (10, 10)), jnp.float32)
+    w2 = train_step(model, w, x, t, 1.0, duration=100.0)
+    assert np.array_equal(w2.W[1], w.W[1]) and np.array_equal(w2.B[0], w.B[0]) and np.array_equal(w2.PI[1], w.PI[1])
+    assert not np.array_equal(w2.W[0], w.W[0]) and not np.array_equal(w2.W[2], w.W[2])
+    assert not np.array_equal(w2.IP[0], w.IP[0])
+
+
+def test_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch):
+    cfg = apply_overrides(get_preset("mnist", quick=True), TINY)
+    reference = mnist_exp.run(cfg, RunDir.create(tmp_path / "ref"))
+
+    calls = {"n": 0}
+    real = mnist_exp.train_epoch
+
+    def interrupting(*args, **kwargs):  # SIGINT to ourselves in the middle of epoch 2
+        calls["n"] += 1
+        if calls["n"] == 35:  # 30 mini-batches per epoch: this is epoch 2
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mnist_exp, "train_epoch", interrupting)
+    monkeypatch.setattr(mnist_exp, "_CHUNK", 1)  # one mini-batch per compiled call, so the stop lands mid-epoch
+    run_dir = RunDir.create(tmp_path / "run")
+    with pytest.raises(RunInterrupted) as info:
+        mnist_exp.run(cfg, run_dir)
+    assert info.value.exit_code == 130
+    assert info.value.checkpoint is not None and info.value.checkpoint.name.startswith("ckpt-")
+    monkeypatch.setattr(mnist_exp, "train_epoch", real)
+    resumed = mnist_exp.run(cfg, RunDir.create(tmp_path / "run", resume=True))
+    assert resumed["validation_curve"] == reference["validation_curve"]
+    assert resumed["test_error"] == reference["test_error"]
+    a = np.load(tmp_path / "ref" / "weights_best.npz")
+    b = np.load(tmp_path / "run" / "weights_best.npz")
+    for k in a.files:
+        assert np.array_equal(a[k], b[k]), k
+    epochs = [r["epoch"] for r in RunDir(tmp_path / "run").metrics() if "event" not in r]
+    assert epochs == [1, 2, 3]  # no duplicated rows
+
+
+def test_backprop_direction_matches_autodiff_of_the_paper_loss():
+    """backprop_updates is −∂/∂W of ½‖e‖² with e_N = D_N (u_trgt − u_N) held fixed (MODEL.md §5)."""
+    from microcircuit.backprop import backprop_updates, feedforward
+
+    cfg = apply_overrides(get_preset("mnist", quick=True), ["network.sizes=[12,7,5,4]", "network.init.W=0.5"])
+    model, w, _ = build(cfg)
+    x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (3, 12)), jnp.float32)
+    t = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (3, 4)), jnp.float32)
+    dW, _ = backprop_updates(model, w, x, t)
+    u_N = feedforward(model, w.W, w.b, x)[-1]
+    from microcircuit.transfer import dphi
+
+    e = jax.lax.stop_gradient(dphi(model.network.transfer, u_N) * (t - u_N))
+    grads = jax.grad(lambda W: -jnp.sum(e * feedforward(model, W, w.b, x)[-1]) / 3)(w.W)
+    for a, g in zip(dW, grads, strict=True):
+        np.testing.assert_allclose(a, -g, rtol=1e-5, atol=1e-7)
