@@ -20,19 +20,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from .data import DataError
-    from .errors import DivergenceError, InputError
+    from .errors import CheckpointError, DivergenceError, InputError
     from .runs import RunDirError
 
-    return (ConfigError, InputError, DivergenceError, RunDirError, DataError, FileNotFoundError)
+    return (ConfigError, InputError, DivergenceError, RunDirError, DataError, FileNotFoundError, CheckpointError)
 
 
 def _friendly(fn: F) -> F:
-    """Known errors become one line on stderr and exit status 2; ``--debug`` shows the traceback."""
+    """Known errors become one line on stderr and exit status 2; ``--debug`` shows the traceback.
+    A run stopped by SIGINT/SIGTERM (after its checkpoint) prints one line and exits 130/143."""
+    from .errors import RunInterrupted
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except RunInterrupted as e:
+            click.echo(str(e), err=True)
+            sys.exit(e.exit_code)
         except _expected_errors() as e:
             if click.get_current_context().find_root().params.get("debug"):
                 raise
@@ -70,26 +75,48 @@ def main(debug: bool) -> None:
 @click.option("--quick", is_flag=True, help="The preset's short variant.")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty run folder.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN_DIR",
+              help="Continue the run in RUN_DIR from its newest checkpoint, with its own config.toml.")
 @_friendly
 def run(target: str | None, overrides: tuple[str, ...], out: Path | None, quick: bool, overwrite: bool,
-        progress: bool) -> None:
+        progress: bool, resume: Path | None) -> None:
     """Run PRESET or CONFIG.toml (default: the fig-s1 preset, quick) and write a run folder.
 
     The folder holds config.toml (resolved), metrics.jsonl, traces.npz, environment.json,
-    summary.json and figures (PNG, when matplotlib is installed).
+    summary.json, checkpoints/ and figures (PNG, when matplotlib is installed). SIGINT/SIGTERM
+    checkpoint and stop (exit 130/143); continue with --resume RUN_DIR (docs/runs.md).
     """
     from .experiments import get_experiment
-    from .runs import RunDir
+    from .runs import RunDir, resume_config
 
-    if target is None:
-        quick = True
-    cfg = resolve_config(target, overrides, quick)
-    runner = get_experiment(cfg.experiment)
-    out = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = RunDir.create(out, overwrite=overwrite)
-    run_dir.write_config(cfg)
-    run_dir.write_environment(cfg)
-    click.echo(f"microcircuit {__version__}: running {cfg.name!r} ({cfg.experiment}) into {out}")
+    if resume is not None:
+        if target is not None or out is not None or overwrite or quick:
+            raise ConfigError(
+                "--resume RUN_DIR continues that run with its own config.toml; it cannot be combined with "
+                "a PRESET/CONFIG, --out, --overwrite or --quick"
+            )
+        cfg = resume_config(resume, overrides)
+        runner = get_experiment(cfg.experiment)
+        out, run_dir = resume, RunDir.create(resume, resume=True)
+        if run_dir.is_complete():
+            click.echo(f"run {out} is already complete ({RunDir.SUMMARY} written); nothing to do")
+            return
+        changed = run_dir.record_resume(cfg)
+        if changed:
+            click.echo(f"warning: {', '.join(changed)} differ from the run's start (environment.json); the "
+                       "resumed run may not match an uninterrupted one bit for bit", err=True)
+        run_dir.write_config(cfg)
+        click.echo(f"microcircuit {__version__}: resuming {cfg.name!r} ({cfg.experiment}) in {out}")
+    else:
+        if target is None:
+            quick = True
+        cfg = resolve_config(target, overrides, quick)
+        runner = get_experiment(cfg.experiment)
+        out = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = RunDir.create(out, overwrite=overwrite)
+        run_dir.write_config(cfg)
+        run_dir.write_environment(cfg)
+        click.echo(f"microcircuit {__version__}: running {cfg.name!r} ({cfg.experiment}) into {out}")
     t = time.perf_counter()
     summary = runner(cfg, run_dir, progress=progress, echo=click.echo)
     summary["wall_s"] = round(time.perf_counter() - t, 1)
@@ -119,6 +146,55 @@ def presets() -> None:
 def show(target: str | None, overrides: tuple[str, ...], quick: bool) -> None:
     """Print the resolved config of PRESET or CONFIG.toml as TOML."""
     click.echo(to_toml(resolve_config(target, overrides, quick)), nl=False)
+
+
+@main.command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Sweep folder (default: sweeps/NAME).")
+@click.option("--resume", is_flag=True, help="Continue the sweep in --out: finished runs are not repeated.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a key of SWEEP_FILE (search.n_trials=20, executor.workers=4) or, for any other KEY, "
+                   "a config key of every run (stimulus.n_patterns=100). Repeatable.")
+@click.option("--limit", type=int, default=None, help="Start at most N trials now (the rest on --resume).")
+@click.option("--retry-failed", is_flag=True, help="Run again the runs that failed (failed.json) before.")
+@click.option("--collect", "collect_only", is_flag=True, help="Only rebuild the tables and plot from --out.")
+@_friendly
+def sweep(sweep_file: Path, out: Path | None, resume: bool, overrides: tuple[str, ...], limit: int | None,
+          retry_failed: bool, collect_only: bool) -> None:
+    """Run the seeds and hyper-parameter sweep of SWEEP_FILE (docs/sweeps.md): local worker processes
+    or SLURM jobs, one run folder per trial and seed, results.csv, trials.csv and summary.png."""
+    from .sweep import collect, load_sweep, report_lines, run_sweep
+
+    spec = load_sweep(sweep_file, overrides)
+    out = out or Path("sweeps") / spec.name
+    if collect_only:
+        c = collect(spec, out)
+        click.echo(f"{len(c.runs)} run(s) of {len(c.trials)} trial(s): {c.results_csv}, {c.trials_csv}")
+        return
+    report = run_sweep(spec, out, resume=resume, retry_failed=retry_failed, limit=limit, echo=click.echo)
+    for line in report_lines(report):
+        click.echo(line)
+
+
+@main.group()
+def analyze() -> None:
+    """Analyses of the model (each writes a run folder like `run`)."""
+
+
+@analyze.command("backprop")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder (default: runs/backprop-link-TIMESTAMP).")
+@click.option("--quick", is_flag=True, help="Fewer samples.")
+@click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty run folder.")
+@click.pass_context
+def analyze_backprop(ctx: click.Context, overrides: tuple[str, ...], out: Path | None, quick: bool,
+                     overwrite: bool) -> None:
+    """MODEL.md §5: angle and size of rule (7)'s update against backprop's, g_som 0.8 -> 0.001, depths 2
+    and 3, B = Wᵀ and random B (the `backprop-link` preset)."""
+    ctx.invoke(run, target="backprop-link", overrides=overrides, out=out, quick=quick, overwrite=overwrite,
+               progress=False, resume=None)
 
 
 @main.group()

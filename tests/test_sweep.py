@@ -1,0 +1,489 @@
+"""Sweeps: SWEEP.toml validation, the local executor end to end, resume after an interruption, an Optuna
+search resumed from its journal file, submitit's local executor, and a real single-node SLURM when the
+machine has one to start (Debian: slurm-wlm and munge; skipped otherwise)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from microcircuit.cli import main
+from microcircuit.config import ConfigError
+from microcircuit.errors import RunInterrupted
+from microcircuit.sweep import load_sweep, run_sweep
+from microcircuit.sweep.search import expand
+
+TINY = [
+    "network.sizes=[5,4,3]",
+    "stimulus.n_patterns=4",
+    "stimulus.duration=5",
+    "schedule.segment=2",
+    "schedule.n_test=4",
+    "record.stride=10",
+]
+
+
+@pytest.fixture(scope="session")
+def jax_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One persistent compilation cache for every sweep of this file: the tiny model compiles once."""
+    return tmp_path_factory.mktemp("jax-cache")
+
+
+def write_sweep(path: Path, cache: Path | None = None, *, params: str = "stimulus.low = [0.0, 0.2]",
+                seeds: str = "[0, 1]", search: str = 'kind = "grid"', executor: str = "workers = 1",
+                extra: str = "") -> Path:
+    text = f"""
+name = "tiny"
+base = "fig-s1"
+set = {json.dumps(TINY)}
+seeds = {seeds}
+{extra}
+[params]
+{params}
+[objective]
+key = "apical_error_1_end"
+[search]
+{search}
+[executor]
+compilation_cache = {json.dumps(str(cache)) if cache else "false"}
+{executor}
+"""
+    path.write_text(text)
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def summaries(folder: Path) -> dict[str, float]:
+    """run folder (relative) -> mtime of its summary.json"""
+    return {str(p.parent.relative_to(folder)): p.stat().st_mtime_ns
+            for p in folder.glob("trials/*/seed-*/summary.json")}
+
+
+# --------------------------------------------------------------------------------------------------
+# The sweep file
+
+
+BAD = [
+    ("params", "plasticity.eta_PX = [0.1, 0.2]",
+     r"params\.plasticity\.eta_PX: unknown config key \(did you mean 'plasticity\.eta_PI'\?\)"),
+    ("params", "stimulus.low = 0.1", r"params\.stimulus\.low: expected a list of values or a range"),
+    ("params", "stimulus.low = { low = 0.0, high = 0.5 }",
+     r"params\.stimulus\.low\.num: a grid over a range needs num"),
+    ("params", "stimulus.low = { low = 0.0, hihg = 0.5 }",
+     r"params\.stimulus\.low\.hihg: unknown key \(did you mean 'high'\?\)"),
+    ("params", "conductances.g_B = [1.0, -1.0]",
+     r"params\.conductances\.g_B: value -1\.0 is not valid: conductances\.g_B: must be > 0"),
+    ("params", "network.sizes = { low = 1, high = 4, num = 2 }",
+     r"params\.network\.sizes: a range needs a number field"),
+    ("params", "seed = [1, 2]", r"params\.seed: cannot be varied: list the seeds under seeds"),
+    ("params", "stimulus = [1, 2]", r"params\.stimulus: is a section of the config"),
+    ("params", "schedule.segment = { low = 1.5, high = 4, num = 2 }",
+     r"params\.schedule\.segment\.low: schedule\.segment is an integer field"),
+    ("search", 'kind = "optuna"', r"search\.n_trials: must be >= 1 for a optuna search"),
+    ("search", 'kind = "grid"\nn_trials = 4', r"search\.n_trials: a grid runs every combination"),
+    ("search", 'kind = "bayes"', r"search\.kind: must be one of grid, random, optuna"),
+    ("search", 'kind = "random"\nn_trials = 2\nsampler = "cma"', r"search\.sampler: must be one of tpe, random"),
+    ("executor", 'kind = "cloud"', r"executor\.kind: must be one of local, slurm"),
+    ("executor", "workers = 0", r"executor\.workers: must be >= 1"),
+    ("executor", "wokers = 2", r"executor\.wokers: unknown key \(did you mean 'executor\.workers'\?\)"),
+    ("executor", 'kind = "slurm"\n[executor.slurm]\ntime_min = 0', r"executor\.slurm\.time_min: must be >= 1"),
+    ("executor", 'kind = "slurm"\n[executor.slurm]\nclustr = "local"', r"executor\.slurm\.clustr: unknown key"),
+    ("seeds", "[0, 0]", r"seeds: seeds repeat"),
+    ("seeds", '"three"', r"seeds: expected a list of seeds or a count"),
+    ("extra", "objectve = 3", r"objectve: unknown key \(did you mean 'objective'\?\)"),
+]
+
+
+@pytest.mark.parametrize(("section", "text", "message"), BAD)
+def test_sweep_file_errors_name_the_key(tmp_path: Path, section: str, text: str, message: str) -> None:
+    path = write_sweep(tmp_path / "s.toml", **{section: text})
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(path)
+
+
+def test_sweep_file_base_set_and_objective_errors(tmp_path: Path) -> None:
+    good = write_sweep(tmp_path / "s.toml").read_text()
+    for old, new, message in [
+        ('base = "fig-s1"', 'base = "fig-s2"', r"base: unknown preset 'fig-s2' \(did you mean 'fig-s1'\?\)"),
+        ('base = "fig-s1"', 'base = "missing.toml"', r"base: config file .*missing\.toml does not exist"),
+        ('"record.stride=10"', '"record.strid=10"', r"set: record\.strid: unknown key"),
+        ('key = "apical_error_1_end"', 'direction = "down"', r"objective\.key: missing"),
+        ('key = "apical_error_1_end"', 'key = "x"\ndirection = "down"', r"objective\.direction: must be 'minimize' or"),
+    ]:
+        (tmp_path / "bad.toml").write_text(good.replace(old, new))
+        with pytest.raises(ConfigError, match=message):
+            load_sweep(tmp_path / "bad.toml")
+    (tmp_path / "bad.toml").write_text("base = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_sweep(tmp_path / "bad.toml")
+
+
+def test_cli_reports_a_bad_sweep_file_in_one_line(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path / "s.toml", params="plasticity.eta_PX = [0.1]")
+    result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: params.plasticity.eta_PX: unknown config key"), result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_grid_random_and_overrides(tmp_path: Path) -> None:
+    path = write_sweep(
+        tmp_path / "s.toml", seeds="3",
+        params='stimulus.low = { low = 0.01, high = 0.1, num = 3, log = true }\n'
+               '"network.sizes" = [[5, 4, 3], [5, 6, 3]]\nschedule.segment = { low = 1, high = 3, num = 3 }',
+    )
+    spec = load_sweep(path)
+    assert spec.seeds == (0, 1, 2)
+    trials = expand(spec)
+    assert len(trials) == 3 * 2 * 3
+    assert [t.params["stimulus.low"] for t in trials[::6]] == [0.01, 0.0316227766017, 0.1]
+    assert {t.params["schedule.segment"] for t in trials} == {1, 2, 3}
+    cfg = spec.trial_config(trials[-1].params, 2)
+    assert (cfg.seed, cfg.network.sizes, cfg.schedule.segment, cfg.stimulus.low) == (2, (5, 6, 3), 3, 0.1)
+    assert cfg.stimulus.duration == 5.0  # from set
+
+    # A random search is reproducible and keeps its first trials when n_trials grows.
+    rand = write_sweep(tmp_path / "r.toml", search='kind = "random"\nn_trials = 4\nseed = 7',
+                       params='stimulus.low = { low = 0.0, high = 0.5 }\nschedule.segment = { low = 1, high = 9 }')
+    a = expand(load_sweep(rand))
+    b = expand(load_sweep(rand, ["search.n_trials=6"]))
+    assert [t.params for t in a] == [t.params for t in b[:4]] and len(b) == 6
+    assert all(0 <= t.params["stimulus.low"] <= 0.5 and isinstance(t.params["schedule.segment"], int) for t in b)
+
+    with pytest.raises(ConfigError, match="params: a random search needs at least one parameter"):
+        load_sweep(write_sweep(tmp_path / "n.toml", params="", search='kind = "random"\nn_trials = 2'))
+
+    # --set: keys of the sweep file change the sweep, any other key every run's config.
+    spec = load_sweep(path, ["executor.workers=3", "stimulus.n_patterns=7", "name=other"])
+    assert (spec.executor.workers, spec.config.stimulus.n_patterns, spec.name) == (3, 7, "other")
+    with pytest.raises(ConfigError, match=r"stimulus\.n_patern"):
+        load_sweep(path, ["stimulus.n_patern=7"])
+
+    # set as a table, seeds as a count, default name from the file.
+    (tmp_path / "t.toml").write_text('base = "fig-s1"\nseeds = 2\n[set]\nstimulus.n_patterns = 9\n'
+                                     '[objective]\nkey = "apical_error_1_end"\n')
+    spec = load_sweep(tmp_path / "t.toml")
+    assert (spec.name, spec.seeds, spec.config.stimulus.n_patterns, len(expand(spec))) == ("t", (0, 1), 9, 1)
+
+
+def test_example_sweep_file_is_valid() -> None:
+    spec = load_sweep(Path(__file__).resolve().parent.parent / "examples" / "sweep-fig-s1.toml")
+    assert len(expand(spec)) == 3 and spec.seeds == (0, 1, 2) and spec.executor.workers == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Running sweeps
+
+
+@pytest.mark.slow
+def test_local_executor_two_workers_end_to_end(tmp_path: Path, jax_cache: Path) -> None:
+    path = write_sweep(tmp_path / "s.toml", jax_cache, executor="workers = 2")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "4 of 4 run(s) complete" in result.output
+    workers = set(re.findall(r" on (\S+:\d+)\)", result.output))
+    assert len(workers) == 2, result.output  # both worker processes ran a trial
+
+    runs = read_csv(out / "results.csv")
+    assert len(runs) == 4 and all(r["status"] == "complete" for r in runs)
+    assert {(r["trial"], r["seed"], r["stimulus.low"]) for r in runs} == {
+        ("trial-0000", "0", "0.0"), ("trial-0000", "1", "0.0"), ("trial-0001", "0", "0.2"), ("trial-0001", "1", "0.2")}
+    trials = read_csv(out / "trials.csv")
+    assert len(trials) == 2
+    for t in trials:
+        values = [float(r["objective"]) for r in runs if r["trial"] == t["trial"]]
+        assert float(t["mean"]) == pytest.approx(sum(values) / 2)
+        assert float(t["std"]) == pytest.approx(abs(values[0] - values[1]) / 2**0.5)
+        assert t["n"] == "2"
+    assert (out / "summary.png").stat().st_size > 1000
+    # Every run is an ordinary run folder: its config has the trial's value and seed.
+    run = out / "trials" / "trial-0001" / "seed-1"
+    for name in ("config.toml", "environment.json", "metrics.jsonl", "summary.json", "traces.npz"):
+        assert (run / name).is_file(), name
+    cfg = (run / "config.toml").read_text()
+    assert "seed = 1" in cfg and "low = 0.2" in cfg
+    assert json.loads((out / "trials" / "trial-0001" / "trial.json").read_text())["params"] == {"stimulus.low": 0.2}
+
+    # The same folder again: refused without --resume; with it, nothing is repeated.
+    again = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out)])
+    assert again.exit_code == 2 and "pass --resume" in again.output
+    before = summaries(out)
+    again = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out), "--resume"])
+    assert again.exit_code == 0, again.output
+    assert "4 run(s) already done; 0 to run" in again.output
+    assert summaries(out) == before
+    # A resumed sweep must keep its params and base config.
+    changed = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out), "--resume", "--set", "stimulus.high=2"])
+    assert changed.exit_code == 2
+    assert "differs from the one the folder was started with in stimulus.high" in changed.output
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_without_repeating_finished_runs(tmp_path: Path, jax_cache: Path) -> None:
+    path = write_sweep(tmp_path / "s.toml", jax_cache, seeds="[0]", params="stimulus.low = [0.0, 0.1, 0.2]",
+                       executor="workers = 1")
+    spec = load_sweep(path)
+    out = tmp_path / "out"
+    seen: list[dict] = []
+
+    def interrupt_after_first(outcome: dict) -> None:
+        seen.append(outcome)
+        if len(seen) == 1:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived once the first run was done
+
+    with pytest.raises(RunInterrupted, match="--resume"):
+        run_sweep(spec, out, on_result=interrupt_after_first, grace_s=60)
+    done = summaries(out)
+    assert "trials/trial-0000/seed-0" in done
+    assert len(done) < 3  # the other trials were stopped (or never started)
+    assert (out / "results.csv").is_file()  # what was finished is already in the table
+
+    # Resume on another executor (submitit's local one: the SLURM code path without a cluster).
+    pytest.importorskip("submitit")
+    ran: list[dict] = []
+    resumed = load_sweep(path, ['executor.kind="slurm"', 'executor.slurm.cluster="local"', "executor.slurm.poll_s=0.2"])
+    report = run_sweep(resumed, out, resume=True, on_result=ran.append)
+    assert report.skipped == len(done)
+    assert len([o for o in ran if o["status"] == "complete" and not o.get("skipped")]) == 3 - len(done)
+    assert list((out / "slurm").glob("*_result.pkl"))  # it went through submitit
+    after = summaries(out)
+    assert len(after) == 3
+    assert {k: after[k] for k in done} == done  # finished runs were not run again
+    assert all(r["status"] == "complete" for r in read_csv(out / "results.csv"))
+
+    # The objective is checked against the finished runs before a resumed sweep runs anything.
+    wrong = load_sweep(path, ["objective.key=apical_eror_1_end"])
+    with pytest.raises(ConfigError, match=r"objective.key: 'apical_eror_1_end' is not a number in the summary.*"
+                                          r"apical_error_1_end"):
+        run_sweep(wrong, out, resume=True)
+
+
+@pytest.mark.slow
+def test_optuna_search_in_a_journal_file_resumes(tmp_path: Path, jax_cache: Path) -> None:
+    optuna = pytest.importorskip("optuna")
+    from microcircuit.sweep.search import OptunaSearch
+
+    path = write_sweep(tmp_path / "s.toml", jax_cache, seeds="[0]", params="stimulus.low = { low = 0.0, high = 0.5 }",
+                       search='kind = "optuna"\nn_trials = 3\nsampler = "random"\nstorage = "journal"')
+    out = tmp_path / "out"
+    report = run_sweep(load_sweep(path), out)
+    assert report.ran == 3 and (out / "optuna.journal").is_file()
+    first = summaries(out)
+    assert len(first) == 3
+
+    # A driver killed while a trial ran leaves it RUNNING in the study: the next driver adopts it.
+    spec5 = load_sweep(path, ["search.n_trials=5"])
+    stale = OptunaSearch(spec5, out).ask()
+    report = run_sweep(spec5, out, resume=True)
+    assert report.ran == 2
+    after = summaries(out)
+    assert {k: after[k] for k in first} == first  # the three finished trials were not repeated
+    assert f"trials/{stale.id}/seed-0" in after
+
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "optuna.journal")))
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE"] * 5
+    lows = [t.params["stimulus.low"] for t in study.trials]
+    assert len(set(lows)) == 5  # the resumed sampler did not replay the first session's draws
+    trials = read_csv(out / "trials.csv")
+    assert [t["optuna_number"] for t in trials] == ["0", "1", "2", "3", "4"]
+    best = min(trials, key=lambda t: float(t["mean"]))
+    assert float(best["mean"]) == pytest.approx(study.best_value)
+    # Another sweep (different params) cannot take over this study.
+    other = write_sweep(tmp_path / "o.toml", seeds="[0]", params="stimulus.low = { low = 0.0, high = 0.4 }",
+                        search=f'kind = "optuna"\nn_trials = 3\nstorage = "{out / "optuna.journal"}"')
+    with pytest.raises(ConfigError, match=r"search\.study: the study 'tiny'"):
+        run_sweep(load_sweep(other), tmp_path / "out2")
+
+
+# --------------------------------------------------------------------------------------------------
+# A real SLURM: controller and one node on this machine (skipped where they cannot be started)
+
+SLURM_BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel", "munged", "munge", "unmunge")
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name) or next((str(p) for d in ("/usr/sbin", "/sbin") if (p := Path(d, name)).exists()), None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _munge_works() -> bool:
+    try:
+        cred = subprocess.run([_which("munge"), "-n"], capture_output=True, timeout=10, check=True).stdout
+        subprocess.run([_which("unmunge")], input=cred, capture_output=True, timeout=10, check=True)
+    except (subprocess.SubprocessError, OSError, TypeError):
+        return False
+    return True
+
+
+def _stop(pids: list[int]) -> None:
+    """SIGTERM the daemons we started (by pid), SIGKILL what is still there after 10 s."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _start_munged(pids: list[int], cleanup: list[Path]) -> None:
+    """A munged of our own, as the munge user, with its log and pid file in a fresh folder."""
+    Path("/run/munge").mkdir(parents=True, exist_ok=True)
+    shutil.chown("/run/munge", "munge", "munge")
+    mdir = Path(tempfile.mkdtemp(prefix="mc-munge-"))
+    cleanup.append(mdir)
+    shutil.chown(mdir, "munge", "munge")
+    args = [_which("munged"), "--log-file", str(mdir / "munged.log"), "--pid-file", str(mdir / "munged.pid")]
+    runuser = shutil.which("runuser")
+    errors = []
+    for cmd in ([runuser, "-u", "munge", "--", *args] if runuser else None, [*args, "--force"]):
+        if cmd is None:
+            continue
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
+        errors.append(r.stderr.strip())
+        if _munge_works():
+            break
+    if (mdir / "munged.pid").is_file():
+        pids.append(int((mdir / "munged.pid").read_text().split()[0]))
+    if not _munge_works():
+        pytest.skip(f"munged could not be started: {' / '.join(errors)[:300]}")
+
+
+def _slurm_conf(d: Path) -> Path:
+    host = socket.gethostname().split(".")[0]
+    mem = next((int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), 1024)
+    for sub in ("state", "spool", "log"):
+        (d / sub).mkdir()
+    conf = d / "slurm.conf"
+    conf.write_text(f"""ClusterName=mctest
+SlurmctldHost={host}(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort={_free_port()}
+SlurmdPort={_free_port()}
+AuthType=auth/munge
+StateSaveLocation={d}/state
+SlurmdSpoolDir={d}/spool
+SlurmctldPidFile={d}/slurmctld.pid
+SlurmdPidFile={d}/slurmd.pid
+SlurmctldLogFile={d}/log/slurmctld.log
+SlurmdLogFile={d}/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+MpiDefault=none
+NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={max(mem - 512, 256)} State=UNKNOWN
+PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+""")
+    return conf
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """slurmctld and slurmd (and munged, if none works) on localhost with a private config and ports;
+    the daemons started here are stopped afterwards. Yields the environment (SLURM_CONF) to use."""
+    missing = [b for b in SLURM_BINARIES if _which(b) is None]
+    if missing:
+        pytest.skip(f"no SLURM here ({', '.join(missing)} not found; Debian: apt-get install slurm-wlm munge)")
+    if os.geteuid() != 0:
+        pytest.skip("starting slurmd needs root")
+    pytest.importorskip("submitit")
+    d = tmp_path_factory.mktemp("slurm")
+    pids: list[int] = []
+    cleanup: list[Path] = []
+    try:
+        if not _munge_works():
+            _start_munged(pids, cleanup)
+        conf = _slurm_conf(d)
+        env = {**os.environ, "SLURM_CONF": str(conf)}
+
+        def logs() -> str:
+            return "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-8:])
+                             for p in sorted((d / "log").glob("*.log")))
+
+        for daemon in ("slurmctld", "slurmd"):
+            r = subprocess.run([_which(daemon), "-f", str(conf)], env=env, capture_output=True, text=True,
+                               timeout=30, check=False)
+            pid = d / f"{daemon}.pid"
+            for _ in range(50):
+                if pid.is_file() and pid.read_text().strip():
+                    pids.insert(0, int(pid.read_text().split()[0]))  # stopped before munged
+                    break
+                time.sleep(0.1)
+            if r.returncode != 0:
+                pytest.skip(f"{daemon} did not start (exit {r.returncode}): {r.stderr.strip()[:300]}\n{logs()}")
+        deadline, state = time.time() + 60, ""
+        while time.time() < deadline:
+            r = subprocess.run([_which("sinfo"), "-h", "-o", "%T"], env=env, capture_output=True, text=True,
+                               timeout=10, check=False)
+            state = r.stdout.strip()
+            if state == "idle":
+                break
+            time.sleep(0.5)
+        else:
+            pytest.skip(f"the SLURM node did not become idle within 60 s (state {state!r})\n{logs()}")
+        yield env
+    finally:
+        _stop(pids)
+        for p in cleanup:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_real_slurm_single_node(tmp_path: Path, jax_cache: Path, slurm_cluster: dict[str, str]) -> None:
+    path = write_sweep(
+        tmp_path / "s.toml", jax_cache, seeds="[0]",
+        executor='kind = "slurm"\nworkers = 2\n[executor.slurm]\npartition = "debug"\ntime_min = 5\npoll_s = 0.5',
+    )
+    out = tmp_path / "out"
+    try:
+        r = subprocess.run([sys.executable, "-m", "microcircuit.cli", "sweep", str(path), "--out", str(out)],
+                           env=slurm_cluster, capture_output=True, text=True, timeout=300, check=False)
+    except subprocess.TimeoutExpired as e:
+        subprocess.run(["scancel", "--name=mc-tiny"], env=slurm_cluster, capture_output=True, timeout=30, check=False)
+        pytest.fail(f"the SLURM sweep did not finish in 300 s:\n{e.stdout}\n{e.stderr}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 of 2 run(s) complete" in r.stdout
+    assert all(row["status"] == "complete" for row in read_csv(out / "results.csv"))
+    scripts = list((out / "slurm").glob("*_submission.sh"))
+    assert scripts and "#SBATCH --array=0-1%2" in scripts[0].read_text()  # one job array, 2 at a time
+    assert "#SBATCH --partition=debug" in scripts[0].read_text()
