@@ -36,13 +36,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import jax  # noqa: E402
+import jax
+from numpy_reference_step import from_microcircuit
 
-from microcircuit.config import Conductances, Init, Model, NetworkSpec, Plasticity, Simulation, Transfer  # noqa: E402
-from microcircuit.dynamics import init_state  # noqa: E402
-from microcircuit.network import init_weights  # noqa: E402
-from microcircuit.simulate import Stream, simulate  # noqa: E402
-from numpy_reference_step import from_microcircuit  # noqa: E402
+from microcircuit.config import Conductances, Init, Model, NetworkSpec, Plasticity, Simulation, Transfer
+from microcircuit.dynamics import init_state
+from microcircuit.network import init_weights
+from microcircuit.simulate import Stream, simulate
 
 PATTERN_STEPS = 1000  # 100 ms per pattern at dt = 0.1 ms (MODEL.md §7)
 
@@ -65,9 +65,9 @@ class Case:
 
 
 CASES = (
-    Case("small", (30, 50, 10), 1, 0.5, 50_000.0, 50_000, 10_000, 10_000, 2_000),
-    Case("large", (784, 500, 500, 10), 1, 0.05, 3_000.0, 2_000, 200, 500, 100),
-    Case("batch", (784, 500, 500, 10), 100, 0.05, None, 300, 50, 100, 20),
+    Case("small", (30, 50, 10), 1, 0.5, 50_000.0, 50_000, 10_000, 5_000, 1_000),
+    Case("large", (784, 500, 500, 10), 1, 0.05, 3_000.0, 2_000, 200, 300, 50),
+    Case("batch", (784, 500, 500, 10), 100, 0.05, None, 300, 30, 30, 10),
 )
 
 
@@ -105,15 +105,17 @@ def _arrays_finite(tree) -> bool:
     return all(bool(np.all(np.isfinite(np.asarray(a)))) for a in jax.tree_util.tree_leaves(tree))
 
 
-def _changed(before, after) -> tuple[int, int]:
-    pairs = list(zip(jax.tree_util.tree_leaves(before), jax.tree_util.tree_leaves(after), strict=True))
-    return sum(bool(np.any(np.asarray(a) != np.asarray(b))) for a, b in pairs), len(pairs)
+def _active(traces) -> tuple[int, int]:
+    """How many of the weight arrays have a non-zero tau_w trace, i.e. are being learned."""
+    leaves = jax.tree_util.tree_leaves(traces)
+    return sum(bool(np.any(np.asarray(a) != 0)) for a in leaves), len(leaves)
 
 
 @dataclass
 class Result:
     steps: int
     rates: list[float]  # steps/s per repeat
+    cpu: list[float]  # process CPU time / wall time per repeat (1.0 = one core busy)
     finite: bool
     note: str = ""
 
@@ -132,8 +134,9 @@ def time_jax(case: Case, steps: int, repeats: int, chunk_steps: int, seed: int) 
     n = spp * x.shape[0]
 
     def run():
-        sol = simulate(model, weights, state, stream, duration=spp * model.simulation.dt, key=key,
-                       chunk_steps=chunk_steps)
+        sol = simulate(
+            model, weights, state, stream, duration=spp * model.simulation.dt, key=key, chunk_steps=chunk_steps
+        )
         jax.block_until_ready((sol.weights, sol.traces, sol.state))
         return sol
 
@@ -141,14 +144,22 @@ def time_jax(case: Case, steps: int, repeats: int, chunk_steps: int, seed: int) 
     sol = run()  # warm-up: compiles every chunk shape this call needs
     warm = time.perf_counter() - t0
     finite = _arrays_finite((sol.weights, sol.traces, sol.state))
-    changed, total = _changed(weights, sol.weights)
-    rates = []
+    active, total = _active(sol.traces)
+    rates, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sol = run()
-        rates.append(n / (time.perf_counter() - t0))
+        wall = time.perf_counter() - t0
+        rates.append(n / wall)
+        cpu.append((time.process_time() - c0) / wall)
         finite = finite and _arrays_finite((sol.weights, sol.traces, sol.state))
-    return Result(n, rates, finite, f"warm-up {warm:.1f} s; {changed}/{total} weight arrays changed")
+    return Result(
+        n,
+        rates,
+        cpu,
+        finite,
+        f"warm-up (compile + 1 run) {warm:.1f} s; {active}/{total} weight arrays plastic (non-zero trace)",
+    )
 
 
 def time_numpy(case: Case, steps: int, repeats: int, seed: int) -> Result:
@@ -160,22 +171,25 @@ def time_numpy(case: Case, steps: int, repeats: int, seed: int) -> Result:
     rng = np.random.default_rng(seed + 2)
     warm = from_microcircuit(model, weights, state)
     warm.run(x[:1], target[:1], on[:1], min(spp, 50), rng)  # warm-up (allocator, BLAS threads)
-    rates, finite = [], warm.all_finite()
+    rates, cpu, finite = [], [], warm.all_finite()
     for _ in range(repeats):
         circuit = from_microcircuit(model, weights, state)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         circuit.run(x, target, on, spp, rng)
-        rates.append(n / (time.perf_counter() - t0))
+        wall = time.perf_counter() - t0
+        rates.append(n / wall)
+        cpu.append((time.process_time() - c0) / wall)
         finite = finite and circuit.all_finite()
-    return Result(n, rates, finite)
+    return Result(n, rates, cpu, finite)
 
 
 def check_reference(seed: int) -> str:
     """JAX simulate and the NumPy reference agree without noise (30-50-10, B = 2, 400 steps)."""
     case = Case("check", (30, 50, 10), 2, 0.5, None, 400, 400, 400, 400)
     base = make_model(case)
-    model = Model(base.network, base.conductances, base.plasticity,
-                  Simulation(dt=0.1, tau_0=3.0, sigma=0.0, dtype="float32"))
+    model = Model(
+        base.network, base.conductances, base.plasticity, Simulation(dt=0.1, tau_0=3.0, sigma=0.0, dtype="float32")
+    )
     weights = init_weights(model.network, model.conductances, jax.random.key(seed))
     state = init_state(model.network, case.batch)
     x, target, on, spp = make_stream(case, 400, seed + 1)
@@ -216,15 +230,24 @@ def _openblas_threads() -> str:
     return "unknown"
 
 
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def header(args: argparse.Namespace) -> list[str]:
     dev = jax.devices()[0]
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         blas_name = f"{blas.get('name')} {blas.get('version')}"
-    except Exception:  # noqa: BLE001 - informational only
+    except Exception:  # informational only
         blas_name = "unknown"
-    env = {k: os.environ.get(k, "(unset)") for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                    "MKL_NUM_THREADS")}
+    env = {
+        k: os.environ.get(k, "(unset)")
+        for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    }
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return [
         f"date            {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
@@ -236,12 +259,13 @@ def header(args: argparse.Namespace) -> list[str]:
         f"NumPy threads   BLAS {blas_name}, threads = {_openblas_threads()};  OMP_NUM_THREADS = "
         f"{env['OMP_NUM_THREADS']}, OPENBLAS_NUM_THREADS = {env['OPENBLAS_NUM_THREADS']}, "
         f"MKL_NUM_THREADS = {env['MKL_NUM_THREADS']}",
-        f"settings        float32, soft rectifier, biases, sigma = 0.1 (sqrt_dt), tau_w = 30 ms, tau_0 = 3 ms, "
-        f"dt = 0.1 ms, all of W, b, B, PI, IP, c plastic",
+        "settings        float32, soft rectifier, biases, sigma = 0.1 (sqrt_dt), tau_w = 30 ms, tau_0 = 3 ms, "
+        "dt = 0.1 ms, all of W, b, B, PI, IP, c plastic",
         f"                eta_W = 1.1875e-3 (hidden) / 5e-4 (output), eta_IP = 1.1875e-3, eta_PI = 5e-4, "
         f"eta_B = 1e-4 per ms; target on; new pattern every {PATTERN_STEPS} steps",
         f"measurement     warm-up call first, then {args.repeats} repeats; simulate(..., chunk_steps="
         f"{args.chunk_steps}); NumPy = benchmarks/numpy_reference_step.py",
+        f"load average    {_loadavg()} (1, 5, 15 min) at start: other processes on the machine slow every figure",
     ]
 
 
@@ -255,12 +279,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="small,large,batch", help="comma list of: small, large, batch")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (default 5; quick 3)")
     for c in CASES:
-        ap.add_argument(f"--steps-{c.key}", type=int, default=None,
-                        help=f"JAX steps per measurement for {c.label} (default {c.jax_steps:,}; quick "
-                             f"{c.quick_jax_steps:,})")
-        ap.add_argument(f"--numpy-steps-{c.key}", type=int, default=None,
-                        help=f"NumPy steps per measurement for {c.label} (default {c.numpy_steps:,}; quick "
-                             f"{c.quick_numpy_steps:,})")
+        ap.add_argument(
+            f"--steps-{c.key}",
+            type=int,
+            default=None,
+            help=f"JAX steps per measurement for {c.label} (default {c.jax_steps:,}; quick {c.quick_jax_steps:,})",
+        )
+        ap.add_argument(
+            f"--numpy-steps-{c.key}",
+            type=int,
+            default=None,
+            help=f"NumPy steps per measurement for {c.label} (default {c.numpy_steps:,}; quick "
+            f"{c.quick_numpy_steps:,})",
+        )
     ap.add_argument("--chunk-steps", type=int, default=20_000, help="simulate(chunk_steps=...) (default 20000)")
     ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
     ap.add_argument("--no-check", action="store_true", help="skip the JAX-vs-NumPy agreement check")
@@ -296,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         all_finite = all_finite and rj.finite and (rn is None or rn.finite)
 
     print()
-    cols = ("case", "impl", "steps", "median steps/s", "min", "max", "us/step", "JAX/NumPy", "target", "finite")
+    cols = ("case", "impl", "steps", "median steps/s", "min", "max", "us/step", "CPU%", "JAX/NumPy", "target", "finite")
     table = []
     for case, rj, rn in rows:
         ratio = f"{rj.median / rn.median:.1f}x" if rn is not None else "-"
@@ -307,21 +338,40 @@ def main(argv: list[str] | None = None) -> int:
         for impl, r in (("jax", rj), ("numpy", rn)):
             if r is None:
                 continue
-            table.append((case.label if impl == "jax" else "", impl, f"{r.steps:,}", fmt_rate(r.median),
-                          fmt_rate(min(r.rates)), fmt_rate(max(r.rates)), f"{1e6 / r.median:,.1f}",
-                          ratio if impl == "jax" else "", tgt if impl == "jax" else "",
-                          "yes" if r.finite else "NO"))
+            table.append(
+                (
+                    case.label if impl == "jax" else "",
+                    impl,
+                    f"{r.steps:,}",
+                    fmt_rate(r.median),
+                    fmt_rate(min(r.rates)),
+                    fmt_rate(max(r.rates)),
+                    f"{1e6 / r.median:,.1f}",
+                    f"{100 * statistics.median(r.cpu):.0f}",
+                    ratio if impl == "jax" else "",
+                    tgt if impl == "jax" else "",
+                    "yes" if r.finite else "NO",
+                )
+            )
     widths = [max(len(cols[i]), *(len(row[i]) for row in table)) for i in range(len(cols))]
-    right = {2, 3, 4, 5, 6, 7}
-    line = lambda row: "  ".join(v.rjust(w) if i in right else v.ljust(w)  # noqa: E731
-                                 for i, (v, w) in enumerate(zip(row, widths, strict=True)))
+    right = {2, 3, 4, 5, 6, 7, 8}
+
+    def line(row: tuple[str, ...]) -> str:
+        return "  ".join(
+            v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        )
+
     print(line(cols))
     print("  ".join("-" * w for w in widths))
     for row in table:
         print(line(row))
     print()
-    print("steps/s: median over repeats, min and max alongside; us/step = 1e6 / median; JAX/NumPy = ratio of "
-          "medians; target: the issue's figure for 2 CPU cores.")
+    print(
+        "steps/s: median over repeats, min and max alongside; us/step = 1e6 / median; CPU% = process CPU time /"
+        " wall time (100 = one core busy); JAX/NumPy = ratio of medians; target: the issue's figure for 2 CPU "
+        "cores."
+    )
+    print(f"load average at end: {_loadavg()}")
     if not all_finite:
         print("ERROR: a run produced NaN/Inf weights, traces or potentials", file=sys.stderr)
         return 1

@@ -64,8 +64,15 @@ class Params:
 class NumpyCircuit:
     """Weights, traces and potentials as float32 NumPy arrays, advanced in place by :meth:`step`."""
 
-    def __init__(self, p: Params, weights: dict[str, list[np.ndarray]], u: list[np.ndarray],
-                 u_inter: list[np.ndarray], r_in: np.ndarray, u_trgt: np.ndarray) -> None:
+    def __init__(
+        self,
+        p: Params,
+        weights: dict[str, list[np.ndarray]],
+        u: list[np.ndarray],
+        u_inter: list[np.ndarray],
+        r_in: np.ndarray,
+        u_trgt: np.ndarray,
+    ) -> None:
         self.p = p
         N = len(p.sizes) - 1
         self.N = N
@@ -227,8 +234,14 @@ class NumpyCircuit:
 
     # -- helpers ------------------------------------------------------------------------------------
 
-    def run(self, x: np.ndarray, target: np.ndarray, target_on: np.ndarray, steps_per_pattern: int,
-            rng: np.random.Generator | None) -> None:
+    def run(
+        self,
+        x: np.ndarray,
+        target: np.ndarray,
+        target_on: np.ndarray,
+        steps_per_pattern: int,
+        rng: np.random.Generator | None,
+    ) -> None:
         """Present patterns x[P, B, n_0] (targets target[P, B, n_N]) back to back for steps_per_pattern each."""
         for k in range(x.shape[0]):
             xk, tk, on = x[k], target[k], bool(target_on[k])
@@ -251,11 +264,33 @@ def from_microcircuit(model: Any, weights: Any, state: Any) -> NumpyCircuit:
     if sim.nudging != "current":
         raise ValueError("the NumPy reference implements only the current form of the teaching current")
     p = Params(
-        sizes=tuple(net.sizes), g_lk=g.g_lk, g_B=g.g_B, g_A=g.g_A, g_D=g.g_D, g_som=g.g_som,
-        transfer=net.transfer.kind, gamma=net.transfer.gamma, beta=net.transfer.beta, theta=net.transfer.theta,
-        dt=sim.dt, tau_0=sim.tau_0, tau_w=pl.tau_w, sigma=sim.sigma, noise=sim.noise, bias=net.bias,
-        eta_W=tuple(pl.eta_W), eta_IP=tuple(pl.eta_IP), eta_PI=tuple(pl.eta_PI), eta_B=tuple(pl.eta_B),
+        sizes=tuple(net.sizes),
+        g_lk=g.g_lk,
+        g_B=g.g_B,
+        g_A=g.g_A,
+        g_D=g.g_D,
+        g_som=g.g_som,
+        transfer=net.transfer.kind,
+        gamma=net.transfer.gamma,
+        beta=net.transfer.beta,
+        theta=net.transfer.theta,
+        dt=sim.dt,
+        tau_0=sim.tau_0,
+        tau_w=pl.tau_w,
+        sigma=sim.sigma,
+        noise=sim.noise,
+        bias=net.bias,
+        eta_W=tuple(pl.eta_W),
+        eta_IP=tuple(pl.eta_IP),
+        eta_PI=tuple(pl.eta_PI),
+        eta_B=tuple(pl.eta_B),
     )
     w = {name: [np.asarray(a) for a in getattr(weights, name)] for name in ("W", "b", "B", "PI", "IP", "c")}
-    return NumpyCircuit(p, w, [np.asarray(u) for u in state.u], [np.asarray(u) for u in state.u_inter],
-                        np.asarray(state.r_in), np.asarray(state.u_trgt))
+    return NumpyCircuit(
+        p,
+        w,
+        [np.asarray(u) for u in state.u],
+        [np.asarray(u) for u in state.u_inter],
+        np.asarray(state.r_in),
+        np.asarray(state.u_trgt),
+    )

@@ -55,6 +55,12 @@ def init_state(spec: NetworkSpec, batch: int, dtype: str = "float32") -> State:
     )
 
 
+def matvec(m: jax.Array, x: jax.Array) -> jax.Array:
+    """Batched m @ x_b: (B, n_in) -> (B, n_out), written with the matrix on the left so that XLA:CPU
+    does not transpose m (a full copy of the matrix) at every step."""
+    return (m @ x.T).T
+
+
 def dendrites(model: Model, w: Weights, s: State) -> Dendrites:
     """Dendritic potentials as instantaneous functions of presynaptic rates (MODEL.md §2)."""
     t = model.network.transfer
@@ -63,9 +69,9 @@ def dendrites(model: Model, w: Weights, s: State) -> Dendrites:
     r = tuple(phi(t, u) for u in s.u)
     r_inter = tuple(phi(t, u) for u in s.u_inter)
     pre = (s.r_in, *r[:-1])  # r_0 = x: no φ on the input (MODEL.md §1)
-    v_basal = tuple(pre[i] @ w.W[i].T + (w.b[i] if bias else 0.0) for i in range(N))  # v_B,k = W_k r_{k-1}
-    v_apical = tuple(r[i + 1] @ w.B[i].T + r_inter[i] @ w.PI[i].T for i in range(N - 1))  # v_A,k
-    v_inter = tuple(r[i] @ w.IP[i].T + (w.c[i] if bias else 0.0) for i in range(N - 1))  # v^I_k = IP_k r_k
+    v_basal = tuple(matvec(w.W[i], pre[i]) + (w.b[i] if bias else 0.0) for i in range(N))  # v_B,k = W_k r_{k-1}
+    v_apical = tuple(matvec(w.B[i], r[i + 1]) + matvec(w.PI[i], r_inter[i]) for i in range(N - 1))  # v_A,k
+    v_inter = tuple(matvec(w.IP[i], r[i]) + (w.c[i] if bias else 0.0) for i in range(N - 1))  # v^I_k = IP_k r_k
     return Dendrites(r, r_inter, v_basal, v_apical, v_inter)
 
 
@@ -106,6 +112,7 @@ def integrate_potentials(
     target: jax.Array,
     target_on: jax.Array,
     key: jax.Array | None,
+    noise: jax.Array | None = None,
 ) -> State:
     """One Euler–Maruyama step of all potentials and of the τ_0 input/target filters (MODEL.md §2).
 
@@ -117,11 +124,11 @@ def integrate_potentials(
     du, du_inter = derivatives(model, s, d, target_on)
     u = [ui + dt * dui for ui, dui in zip(s.u, du, strict=True)]
     u_inter = [ui + dt * dui for ui, dui in zip(s.u_inter, du_inter, strict=True)]
-    if sim.sigma > 0 and key is not None:
+    if sim.sigma > 0 and (key is not None or noise is not None):
         scale = sim.sigma * (dt**0.5 if sim.noise == "sqrt_dt" else dt)
         arrays = u + u_inter
         widths = [a.shape[-1] for a in arrays]
-        xi = jax.random.normal(key, (arrays[0].shape[0], sum(widths)), arrays[0].dtype)
+        xi = jax.random.normal(key, (arrays[0].shape[0], sum(widths)), arrays[0].dtype) if noise is None else noise
         parts = jnp.split(xi, list(itertools.accumulate(widths))[:-1], axis=-1)
         arrays = [a + scale * p for a, p in zip(arrays, parts, strict=True)]
         u, u_inter = arrays[: len(u)], arrays[len(u) :]

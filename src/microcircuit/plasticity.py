@@ -10,11 +10,11 @@ import jax
 import jax.numpy as jnp
 
 from .config import Model
-from .dynamics import Dendrites, State
+from .dynamics import Dendrites, State, matvec
 from .network import Weights
 from .transfer import phi
 
-__all__ = ["apply_updates", "increments", "zero_traces"]
+__all__ = ["apply_updates", "increments", "order_after", "zero_traces"]
 
 
 def _outer(err: jax.Array, pre: jax.Array) -> jax.Array:
@@ -55,9 +55,22 @@ def increments(model: Model, w: Weights, s: State, d: Dendrites) -> Weights:
         if p.eta_PI[i] != 0:  # (9) [0 − v_A,k] (r^I_k)ᵀ
             dPI[i] = _outer(-d.v_apical[i], d.r_inter[i])
         if p.eta_B[i] != 0:  # (10) [φ(u_k) − φ(B_k r_{k+1})] r_{k+1}ᵀ
-            err = d.r[i] - phi(t, d.r[i + 1] @ w.B[i].T)
+            err = d.r[i] - phi(t, matvec(w.B[i], d.r[i + 1]))
             dB[i] = _outer(err, d.r[i + 1])
     return Weights(tuple(dW), tuple(db), tuple(dB), tuple(dPI), tuple(dIP), tuple(dc))
+
+
+def order_after(*trees: object) -> jax.Array:
+    """A scalar 0 computed from one element of every array in ``trees``.
+
+    XLA:CPU's copy insertion orders operations only by data dependence. A weight update W + dt·η·Δ does
+    not depend on the matrix-vector products that read the old W, nor is the trace update ordered after
+    the weight update that reads the old Δ; so XLA cannot write either in place and copies every
+    weight and trace at every step of the scan. Adding this zero (x·0 is not folded for floats) to the
+    update's coefficients makes the order explicit and the updates in place; the values are unchanged.
+    """
+    leaves = [leaf for leaf in jax.tree_util.tree_leaves(trees) if leaf.size]
+    return 0.0 * sum(leaf.reshape(-1)[0] for leaf in leaves)
 
 
 def _rates(model: Model) -> Weights:
@@ -67,12 +80,19 @@ def _rates(model: Model) -> Weights:
 
 
 def apply_updates(
-    model: Model, w: Weights, traces: Weights, delta: Weights, gate: jax.Array | None = None
+    model: Model,
+    w: Weights,
+    traces: Weights,
+    delta: Weights,
+    gate: jax.Array | None = None,
+    after: jax.Array | None = None,
 ) -> tuple[Weights, Weights]:
     """One Euler step of the weights: W += dt·η·Δ and τ_w dΔ/dt = −Δ + δ (or W += dt·η·δ when τ_w = 0).
 
     ``gate`` (0 or 1, traced) pauses weights and traces together, e.g. during the learning lag.
+    ``after``: a zero from :func:`order_after`, to make the updates in place (see there).
     """
+    zero = 0.0 if after is None else after
     dt, tau_w = model.simulation.dt, model.plasticity.tau_w
     bias = model.network.bias
     rates = _rates(model)
@@ -89,14 +109,19 @@ def apply_updates(
                 tr_out.append(tr)
                 continue
             if tau_w > 0:
-                step = dt * eta * tr
-                tr_next = tr + (dt / tau_w) * (dl - tr)
+                step = (dt * eta + zero) * tr
                 if gate is not None:
-                    step, tr_next = gate * step, jnp.where(gate > 0, tr_next, tr)
-                w_out.append(x + step)
+                    step = gate * step
+                x_next = x + step
+                # the new trace overwrites Δ(t) only after x_next has read it
+                tie = zero if after is None else 0.0 * x_next.reshape(-1)[0]
+                tr_next = tr + (dt / tau_w + tie) * (dl - tr)
+                if gate is not None:
+                    tr_next = jnp.where(gate > 0, tr_next, tr)
+                w_out.append(x_next)
                 tr_out.append(tr_next)
             else:
-                step = dt * eta * dl
+                step = (dt * eta + zero) * dl
                 w_out.append(x + (step if gate is None else gate * step))
                 tr_out.append(tr)
         new_w.append(tuple(w_out))
