@@ -8,12 +8,13 @@ e_N = D_N (u_trgt − u⁻_N) down through this network by a vector–Jacobian p
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
-from .config import Model
+from .config import Conductances, Model
 from .network import Weights
 from .transfer import dphi, phi
 
-__all__ = ["backprop_updates", "feedforward"]
+__all__ = ["angle", "backprop_updates", "feedforward", "update_scale"]
 
 
 Arrays = tuple[jax.Array, ...]
@@ -46,3 +47,23 @@ def backprop_updates(model: Model, w: Weights, x: jax.Array, u_trgt: jax.Array) 
     e_N = dphi(t, u_N) * (u_trgt - u_N)
     dW, db = vjp(e_N / x.shape[0])
     return dW, db
+
+
+def angle(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Angle in degrees between two arrays seen as vectors (e.g. a circuit update and backprop's)."""
+    cos = jnp.sum(a * b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b))
+    return jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0)))
+
+
+def update_scale(g: Conductances, depth: int) -> tuple[float, ...]:
+    """Per layer k = 1..N, the factor by which rule (7)'s update at the steady state exceeds
+    :func:`backprop_updates` in the weak-nudging limit (MODEL.md §5, B_k = W_{k+1}ᵀ, self-predicting):
+    λ_N·λ_A^{N−k}, divided by the attenuation factors g_B/(g_lk+g_B+g_A) of the hidden layers k..N−1 and
+    g_B/(g_lk+g_B) of the output, which the feed-forward network's gradient carries and the circuit's
+    errors do not."""
+    N = depth
+    out = []
+    for k in range(1, N + 1):
+        attenuation = g.basal_output * g.basal_hidden ** (N - k)
+        out.append(g.lambda_N * g.lambda_A ** (N - k) / attenuation)
+    return tuple(out)

@@ -15,6 +15,10 @@ __all__ = ["EXPERIMENTS", "get_experiment"]
 # name in Config.experiment -> module under microcircuit.experiments
 EXPERIMENTS: dict[str, str] = {
     "self_prediction": "self_prediction",
+    "target_propagation": "target_propagation",
+    "regression": "regression",
+    "backprop_link": "backprop_link",
+    "mnist": "mnist",
 }
 
 Runner = Callable[..., dict[str, Any]]
