@@ -126,10 +126,10 @@ def mnist(quick: bool = False) -> Config:
         training=Training(
             method="microcircuit",
             data="mnist-subset" if quick else "mnist",
-            epochs=40 if quick else 30,
+            epochs=40 if quick else 60,
             batch=10,
             n_validation=200 if quick else 5000,
-            lr_decay=0.93 if quick else 0.9,
+            lr_decay=0.93 if quick else 0.95,  # 0.95 over 60 epochs: validation 1.66 % vs 1.92 % for 0.9 over 30
         ),
     )
 
@@ -137,6 +137,8 @@ def mnist(quick: bool = False) -> Config:
 def _variant(base: Callable[[bool], Config], name: str, doc: str, **changes: object) -> Callable[[bool], Config]:
     def make(quick: bool = False) -> Config:
         cfg = base(quick)
+        if not quick:  # the baselines were measured over 30 epochs with decay 0.9 (docs/results.md)
+            cfg = merge(cfg, {"training": {"epochs": 30, "lr_decay": 0.9}})
         return merge(cfg, {"name": name + ("-quick" if quick else ""), **changes})
 
     make.__doc__ = doc
