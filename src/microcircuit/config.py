@@ -550,19 +550,24 @@ def to_toml(cfg: Config) -> str:
     return tomli_w.dumps(to_dict(cfg))
 
 
-def load_toml(path: str | Path) -> Config:
-    """Read a TOML config file. A ``preset = "NAME"`` key starts from that preset."""
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Parse a TOML file; a missing, unreadable or invalid file is a ConfigError naming it."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+        raise ConfigError(f"{what} {path} is not valid TOML: {e}") from None
     except UnicodeDecodeError as e:
-        raise ConfigError(f"config file {path} is not UTF-8 text: {e}") from None
+        raise ConfigError(f"{what} {path} is not UTF-8 text: {e}") from None
     except OSError as e:
-        raise ConfigError(f"config file {path} cannot be read: {e}") from None
+        raise ConfigError(f"{what} {path} cannot be read: {e}") from None
+
+
+def load_toml(path: str | Path) -> Config:
+    """Read a TOML config file. A ``preset = "NAME"`` key starts from that preset."""
+    data = read_toml(path)
     base = data.pop("preset", None)
     if base is not None and not isinstance(base, str):
         raise ConfigError(f"preset: expected a preset name (a string), got {type(base).__name__} {base!r}")

@@ -12,7 +12,6 @@ import difflib
 import hashlib
 import json
 import math
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -20,7 +19,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, ConfigError, apply_overrides, from_dict, load_toml, merge, parse_override, to_dict
+from ..config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    load_toml,
+    merge,
+    parse_override,
+    read_toml,
+    to_dict,
+)
 
 __all__ = [
     "ExecutorSpec",
@@ -522,14 +531,7 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     when KEY starts with one of its own keys (``search.n_trials=20``, ``executor.workers=4``, ...); any
     other KEY is a config override appended to ``set`` (``stimulus.n_patterns=100``)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"sweep file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"sweep file {path} is not valid TOML: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"sweep file {path} cannot be read: {e}") from None
+    data = read_toml(path, "sweep file")
     for text in overrides:
         keys, value = parse_override(text)
         if keys[0] in SPEC_SECTIONS and not (keys[0] == "name" and len(keys) > 1):
