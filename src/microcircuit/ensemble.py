@@ -10,9 +10,7 @@ learning lag. Nothing is recorded inside the loop; callers evaluate between call
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import math
 from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
@@ -25,7 +23,7 @@ from .dynamics import State
 from .errors import DivergenceError, InputError
 from .network import Weights
 from .plasticity import zero_traces
-from .simulate import Stream, step
+from .simulate import Stream, precision, step, steps_per_pattern
 
 __all__ = ["EnsembleSolution", "simulate_ensemble", "stack", "unstack"]
 
@@ -123,15 +121,12 @@ def simulate_ensemble(
     sizes = {a.shape[0] for a in jax.tree_util.tree_leaves((weights, state, stream))} | {len(keys)}
     if sizes != {S} or stream.x.ndim != 4 or stream.target_on.ndim != 2:
         raise InputError(f"every weight, state and stream array needs the same leading ensemble axis, got {sizes}")
-    spp = round(duration / sim.dt)
-    if spp < 1 or abs(spp * sim.dt - duration) > 1e-6 * duration or not math.isfinite(duration):
-        raise InputError(f"duration {duration} ms is not a whole number of dt = {sim.dt} ms steps")
+    spp = steps_per_pattern(duration, sim.dt)
     total = spp * stream.x.shape[1]
     lag = round(model.plasticity.learning_lag / sim.dt)
-    ctx = jax.enable_x64(True) if sim.dtype == "float64" else contextlib.nullcontext()
+    ctx, cast = precision(sim)
     with ctx:
         dt = jnp.dtype(sim.dtype)
-        cast = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a, dt), tree)  # noqa: E731
         w, s = cast(weights), cast(state)
         tr = jax.vmap(zero_traces)(w) if traces is None else cast(traces)
         stream = Stream(jnp.asarray(stream.x, dt), jnp.asarray(stream.target, dt), jnp.asarray(stream.target_on, bool))

@@ -12,13 +12,13 @@ import contextlib
 import functools
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import Model, Record
+from .config import Model, Record, Simulation
 from .dynamics import Dendrites, State, dendrites, integrate_potentials
 from .errors import DivergenceError, InputError
 from .network import Weights
@@ -240,14 +240,32 @@ def _check_inputs(
         raise InputError("stream.x: needs at least one pattern")
     if np.any(np.asarray(stream.target_on)) and stream.target.shape[-1] != n[-1]:
         raise InputError(f"stream.target: expected width n_N = {n[-1]}, got {stream.target.shape[-1]}")
-    if not (isinstance(duration, int | float) and math.isfinite(duration) and duration > 0):
-        raise InputError(f"duration must be a positive number of ms, got {duration!r}")
-    spp = round(duration / model.simulation.dt)
-    if spp < 1 or abs(spp * model.simulation.dt - duration) > 1e-6 * duration:
-        raise InputError(f"duration {duration} ms is not a whole number of dt = {model.simulation.dt} ms steps")
+    spp = steps_per_pattern(duration, model.simulation.dt)
     if spp * P >= 2**31:
         raise InputError(f"{spp * P} steps in one call: split the stream (at most 2**31 − 1 steps per call)")
     return spp
+
+
+def steps_per_pattern(duration: float, dt: float) -> int:
+    """The number of Euler steps in a presentation of ``duration`` ms; InputError unless it is whole."""
+    if not (isinstance(duration, int | float) and math.isfinite(duration) and duration > 0):
+        raise InputError(f"duration must be a positive number of ms, got {duration!r}")
+    spp = round(duration / dt)
+    if spp < 1 or abs(spp * dt - duration) > 1e-6 * duration:
+        raise InputError(f"duration {duration} ms is not a whole number of dt = {dt} ms steps")
+    return spp
+
+
+def precision(sim: Simulation) -> tuple[contextlib.AbstractContextManager[Any], Callable[[Any], Any]]:
+    """The context to run in (x64 on for float64) and a caster of pytrees to ``sim.dtype``.
+    Use the caster inside the context."""
+    ctx = jax.enable_x64(True) if sim.dtype == "float64" else contextlib.nullcontext()
+
+    def cast(tree: Any) -> Any:
+        dt = jnp.dtype(sim.dtype)
+        return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dt), tree)
+
+    return ctx, cast
 
 
 def _name_of(model: Model, index: int) -> tuple[str, int]:
@@ -299,10 +317,9 @@ def simulate(
     stride = record.stride
     total = spp * stream.x.shape[0]
     lag = round(model.plasticity.learning_lag / sim.dt)
-    ctx = jax.enable_x64(True) if sim.dtype == "float64" else contextlib.nullcontext()
+    ctx, cast = precision(sim)
     with ctx:
         dt = jnp.dtype(sim.dtype)
-        cast = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a, dt), tree)  # noqa: E731
         weights, state = cast(weights), cast(state)
         traces = zero_traces(weights) if traces is None else cast(traces)
         stream = Stream(jnp.asarray(stream.x, dt), jnp.asarray(stream.target, dt), jnp.asarray(stream.target_on, bool))
