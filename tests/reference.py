@@ -47,6 +47,8 @@ class Params:
     gamma: float = 0.1
     beta: float = 1.0
     theta: float = 3.0
+    integrator: str = "euler"  # or "exponential": u(t+dt) = u∞ + (u − u∞)·e^(−g·dt), filters alike
+    update_every: int = 1  # weights held for this many steps, then their summed increments applied
 
 
 # --------------------------------------------------------------------------------------------------
@@ -157,11 +159,20 @@ def step(p: Params, w: dict, traces: dict, s: dict, x: np.ndarray, target: np.nd
          plastic: bool = True) -> tuple[dict, dict, dict]:
     """One synchronous forward-Euler step of potentials, input/target filters, traces and weights."""
     d = dendrites(p, w, s)
-    du, du_inter = time_derivatives(p, s, d, target_on)
-    u = [a + p.dt * b for a, b in zip(s["u"], du, strict=True)]
-    u_inter = [a + p.dt * b for a, b in zip(s["u_inter"], du_inter, strict=True)]
+    if p.integrator == "euler":
+        du, du_inter = time_derivatives(p, s, d, target_on)
+        u = [a + p.dt * b for a, b in zip(s["u"], du, strict=True)]
+        u_inter = [a + p.dt * b for a, b in zip(s["u_inter"], du_inter, strict=True)]
+    else:  # exact relaxation towards the steady state of MODEL.md §2 for the dendrites held over dt
+        inf = steady_state_rhs(p, s, d, target_on)
+        N = len(s["u"])
+        g_out = p.g_lk + p.g_B + (p.g_som if target_on else 0.0)
+        g_u = [p.g_lk + p.g_B + p.g_A] * (N - 1) + [g_out]
+        u = [a + (ui - a) * np.exp(-g * p.dt) for a, ui, g in zip(inf["u"], s["u"], g_u, strict=True)]
+        g_i = p.g_lk + p.g_D + p.g_som
+        u_inter = [a + (ui - a) * np.exp(-g_i * p.dt) for a, ui in zip(inf["u_inter"], s["u_inter"], strict=True)]
     if p.tau_0 > 0:
-        a = p.dt / p.tau_0
+        a = p.dt / p.tau_0 if p.integrator == "euler" else 1.0 - np.exp(-p.dt / p.tau_0)
         r_in = s["r_in"] + a * (x - s["r_in"])
         u_trgt = s["u_trgt"] + a * (target - s["u_trgt"]) if target_on else u[-1].copy()
     else:
@@ -189,8 +200,9 @@ def apply_increments(p: Params, w: dict, traces: dict, delta: dict) -> tuple[dic
                 w_next[name].append(wk)
                 tr_next[name].append(tk)
             elif p.tau_w > 0:
+                a = p.dt / p.tau_w if p.integrator == "euler" else 1.0 - np.exp(-p.dt / p.tau_w)
                 w_next[name].append(wk + p.dt * eta * tk)
-                tr_next[name].append(tk + (p.dt / p.tau_w) * (dk - tk))
+                tr_next[name].append(tk + a * (dk - tk))
             else:
                 w_next[name].append(wk + p.dt * eta * dk)
                 tr_next[name].append(tk)
@@ -199,18 +211,31 @@ def apply_increments(p: Params, w: dict, traces: dict, delta: dict) -> tuple[dic
 
 def run(p: Params, w: dict, s: dict, x: np.ndarray, target: np.ndarray, target_on: np.ndarray,
         steps_per_pattern: int, stride: int, traces: dict | None = None,
-        plastic: bool = True) -> tuple[dict, dict, dict, list[dict]]:
+        plastic: bool = True, lag_steps: int = 0) -> tuple[dict, dict, dict, list[dict]]:
     """Present patterns x[P, B, n_0] (targets target[P, B, n_N], flags target_on[P]) back to back.
 
     Returns the final weights, traces and state, and a snapshot (deep copy of the state) after every
-    ``stride`` steps.
+    ``stride`` steps. ``lag_steps``: the first steps of each pattern change no weight or trace.
     """
     traces = zeros_like(w) if traces is None else traces
     snaps = []
     n_steps = steps_per_pattern * x.shape[0]
+    pending = zeros_like(w)  # increments summed while the weights are held (update_every > 1)
     for n in range(n_steps):
         q = n // steps_per_pattern
-        w, traces, s = step(p, w, traces, s, x[q], target[q], bool(target_on[q]), plastic)
+        learn = plastic and n % steps_per_pattern >= lag_steps
+        if p.update_every == 1 or not plastic:
+            w, traces, s = step(p, w, traces, s, x[q], target[q], bool(target_on[q]), learn)
+        else:
+            d = dendrites(p, w, s)
+            delta = increments(p, w, s, d)
+            _, _, s_next = step(p, w, traces, s, x[q], target[q], bool(target_on[q]), plastic=False)
+            if learn:
+                pending = {k: [a + b for a, b in zip(pending[k], delta[k], strict=True)] for k in pending}
+            s = s_next
+            if (n + 1) % p.update_every == 0:
+                w, traces = apply_increments(p, w, traces, pending)
+                pending = zeros_like(w)
         if (n + 1) % stride == 0:
             snaps.append(copy_state(s))
     return w, traces, s, snaps
@@ -291,7 +316,7 @@ def params_of(model) -> Params:
     return Params(g_lk=g.g_lk, g_B=g.g_B, g_A=g.g_A, g_D=g.g_D, g_som=g.g_som, dt=sim.dt, tau_0=sim.tau_0,
                   tau_w=pl.tau_w, eta_W=tuple(pl.eta_W), eta_IP=tuple(pl.eta_IP), eta_PI=tuple(pl.eta_PI),
                   eta_B=tuple(pl.eta_B), bias=net.bias, kind=t.kind, gamma=t.gamma, beta=t.beta,
-                  theta=t.theta)
+                  theta=t.theta, integrator=sim.integrator, update_every=pl.update_every)
 
 
 def to_package_weights(w: dict):

@@ -54,6 +54,13 @@ def test_dt_must_be_positive(dt: float) -> None:
         Simulation(dt=dt)
 
 
+def test_exponential_integrator_has_no_euler_bound() -> None:
+    """The exponential integrator is stable at any dt: the Euler bounds (2/g, 2·τ_0, 2·τ_w) do not apply."""
+    Model(simulation=Simulation(dt=10.0, integrator="exponential"))
+    with pytest.raises(ConfigError, match=r"simulation\.dt.*stability"):
+        Model(simulation=Simulation(dt=10.0, tau_0=0.0))
+
+
 def test_dt_beyond_the_euler_stability_bound() -> None:
     """dt·(fastest total conductance) must stay below 2 (MODEL.md §2, forward Euler); every compartment
     counts: hidden soma g_lk+g_B+g_A, output with target g_lk+g_B+g_som, interneuron g_lk+g_D+g_som."""
@@ -96,6 +103,9 @@ def test_learning_rates_per_layer() -> None:
         ({"network": {"transfer": {"kind": "relu"}}}, "network.transfer.kind"),
         ({"simulation": {"dtype": "float16"}}, "simulation.dtype"),
         ({"simulation": {"noise": "white"}}, "simulation.noise"),
+        ({"simulation": {"integrator": "rk4"}}, "simulation.integrator"),
+        ({"plasticity": {"update_every": 0}}, "plasticity.update_every"),
+        ({"plasticity": {"update_every": 4, "tau_w": 30.0}}, "plasticity.update_every"),  # needs tau_w = 0
         ({"record": {"stride": 0}}, "record.stride"),
         ({"stimulus": {"high": 0.0}}, "stimulus.high"),
         ({"seed": -1}, "seed"),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import reference as ref
-from microcircuit.config import Model, NetworkSpec, Plasticity, Record, Simulation, Transfer
+from microcircuit.config import Conductances, Model, NetworkSpec, Plasticity, Record, Simulation, Transfer
 from microcircuit.dynamics import dendrites
 from microcircuit.simulate import Stream, simulate
 
@@ -29,21 +29,34 @@ TRAJECTORY_CASES = {
 }
 
 
+# (integrator, dt, tau_w, update_every): the paper's Euler with the τ_w trace; the exponential integrator
+# at 5x the step (beyond Euler's stability bound 2/g for g_som = 2); weights held over 5 steps (τ_w = 0).
+SCHEMES = {
+    "euler": ("euler", 0.1, 5.0, 1),
+    "exponential-dt1.25": ("exponential", 1.25, 5.0, 1),
+    "euler-update-every-5": ("euler", 0.1, 0.0, 5),
+}
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
 @pytest.mark.parametrize("case", list(TRAJECTORY_CASES))
-def test_trajectory_matches_reference(case: str) -> None:
-    """1,000 Euler steps, batch 3, all four rules plastic with the τ_w trace, biases, a target switched
-    on and off, float64: potentials at every snapshot, final state, weights and traces agree with the
-    NumPy reference to 1e-10."""
+def test_trajectory_matches_reference(case: str, scheme: str) -> None:
+    """1,000 Euler steps (or 80 exponential ones of 1.25 ms), batch 3, all four rules plastic with the τ_w
+    trace (or with updates held over 5 steps), biases, a target switched on and off, float64: potentials
+    at every snapshot, final state, weights and traces agree with the NumPy reference to 1e-10."""
     sizes, transfer = TRAJECTORY_CASES[case]
+    integrator, dt, tau_w, every = SCHEMES[scheme]
     N = len(sizes) - 1
     model = Model(
         network=NetworkSpec(sizes=sizes, transfer=transfer, bias=True),
-        plasticity=Plasticity(eta_W=0.05, eta_IP=0.04, eta_PI=0.03, eta_B=0.06, tau_w=5.0),
-        simulation=Simulation(dt=0.1, tau_0=3.0, sigma=0.0, dtype="float64"),
+        conductances=Conductances(g_som=2.0 if integrator == "exponential" else 0.8),
+        plasticity=Plasticity(eta_W=0.05, eta_IP=0.04, eta_PI=0.03, eta_B=0.06, tau_w=tau_w, update_every=every),
+        simulation=Simulation(dt=dt, tau_0=3.0, sigma=0.0, dtype="float64", integrator=integrator),
     )
     p = ref.params_of(model)
     rng = np.random.default_rng(7)
-    batch, n_pat, spp, stride = 3, 4, 250, 100
+    batch, n_pat = 3, 4
+    spp, stride = round(25.0 / dt), round(10.0 / dt)
     w0 = ref.random_weights(rng, sizes, scale=1.0, bias_scale=0.5)
     s0 = ref.random_state(rng, sizes, batch)
     x = rng.uniform(0.0, 1.0, (n_pat, batch, sizes[0]))
@@ -53,7 +66,7 @@ def test_trajectory_matches_reference(case: str) -> None:
     w_ref, tr_ref, s_ref, snaps = ref.run(p, w0, s0, x, target, on, spp, stride)
     sol = simulate(
         model, ref.to_package_weights(w0), ref.to_package_state(s0), Stream(x, target, on),
-        duration=spp * 0.1, record=Record(quantities=("u", "u_inter"), stride=stride),
+        duration=spp * dt, record=Record(quantities=("u", "u_inter"), stride=stride),
     )
 
     # The run must exercise the plasticity: every array (biases included) moved measurably.
@@ -113,13 +126,19 @@ def test_target_filter_follows_output_while_off() -> None:
 # 2. Steady states (MODEL.md §2, [D])
 
 
-@pytest.fixture(scope="module", params=[(4, 5, 3), (4, 5, 4, 3)], ids=["depth2", "depth3"])
+@pytest.fixture(
+    scope="module",
+    params=[((4, 5, 3), "euler"), ((4, 5, 4, 3), "euler"), ((4, 5, 4, 3), "exponential")],
+    ids=["depth2", "depth3", "depth3-exponential-dt2"],
+)
 def settled(request: pytest.FixtureRequest) -> dict:
-    """Long σ = 0 runs at constant input, no plasticity, with and without a target."""
-    sizes = request.param
+    """Long σ = 0 runs at constant input, no plasticity, with and without a target (the exponential
+    integrator at dt = 2 ms, beyond forward Euler's stability bound 2/g ≈ 1.05 ms)."""
+    sizes, integrator = request.param
     model = Model(
         network=NetworkSpec(sizes=sizes, transfer=Transfer(kind="logistic"), bias=True),
-        simulation=Simulation(dt=0.1, sigma=0.0, dtype="float64"),
+        simulation=Simulation(dt=0.1 if integrator == "euler" else 2.0, sigma=0.0, dtype="float64",
+                              integrator=integrator),
     )
     rng = np.random.default_rng(11)
     w = ref.random_weights(rng, sizes, scale=1.5, bias_scale=0.5)

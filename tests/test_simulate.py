@@ -119,7 +119,7 @@ def test_noise_is_euler_maruyama() -> None:
     zero_w = ref.to_package_weights(_f32(ref.zeros_like(ref.random_weights(np.random.default_rng(0), sizes))))
     s0 = ref.to_package_state(_f32(ref.rest_state(sizes, batch)))
     stream = Stream.of(np.zeros((1, batch, sizes[0]), np.float32))
-    for noise, scale in (("sqrt_dt", DT**0.5), ("dt", DT)):
+    for noise, scale in (("sqrt_dt", DT**0.5), ("dt", DT)):  # (the exponential integrator: below)
         model = Model(network=NetworkSpec(sizes=sizes), simulation=Simulation(dt=DT, sigma=sigma, noise=noise))
         sol = simulate(model, zero_w, s0, stream, duration=200.0, key=jax.random.key(5), plastic=False,
                        record=Record(quantities=("u",), stride=50))
@@ -130,6 +130,24 @@ def test_noise_is_euler_maruyama() -> None:
             samples = sol.records[f"u_{k}"][4:]  # after 20 ms (≫ 1/g_tot); 36 × 20 × 50 samples
             assert abs(np.var(samples) / want - 1) < 0.1, (noise, k, np.var(samples), want)
             assert abs(np.mean(samples)) < 0.05 * np.sqrt(want)
+
+
+def test_noise_with_the_exponential_integrator_is_exact() -> None:
+    """With the exponential integrator a soma is the exact Ornstein–Uhlenbeck process: stationary
+    variance σ²/(2g) whatever dt (here dt = 1 ms, where Euler–Maruyama's σ²dt/(a(2 − a)) would be 2.3×
+    too large for the output soma and unstable for the hidden one)."""
+    sizes, sigma, batch, dt = (2, 50, 50), 0.5, 20, 1.0
+    zero_w = ref.to_package_weights(_f32(ref.zeros_like(ref.random_weights(np.random.default_rng(0), sizes))))
+    s0 = ref.to_package_state(_f32(ref.rest_state(sizes, batch)))
+    stream = Stream.of(np.zeros((1, batch, sizes[0]), np.float32))
+    model = Model(network=NetworkSpec(sizes=sizes), simulation=Simulation(dt=dt, sigma=sigma, integrator="exponential"))
+    sol = simulate(model, zero_w, s0, stream, duration=2000.0, key=jax.random.key(5), plastic=False,
+                   record=Record(quantities=("u",), stride=5))
+    g = model.conductances
+    for k, g_tot in ((1, g.g_lk + g.g_B + g.g_A), (2, g.g_lk + g.g_B)):
+        want = sigma**2 / (2 * g_tot)
+        samples = sol.records[f"u_{k}"][4:]
+        assert abs(np.var(samples) / want - 1) < 0.1, (k, np.var(samples), want)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -335,3 +353,54 @@ def test_bad_duration_and_missing_key(no_tracing: None) -> None:
     noisy = Model(network=QUIET.network, simulation=Simulation(sigma=0.1))
     with pytest.raises(InputError, match="key"):
         simulate(noisy, ref.to_package_weights(w), ref.to_package_state(s), stream, duration=1.0)
+
+
+@pytest.mark.parametrize("every", [1, 5])
+def test_learning_lag_and_held_updates_match_reference(every: int) -> None:
+    """plasticity.learning_lag freezes weights and traces for the first steps of each pattern, also when
+    the updates are held over ``update_every`` steps (float64, τ_w = 0, against the reference)."""
+    lag = 2.0
+    model = Model(
+        network=NetworkSpec(sizes=SIZES, transfer=Transfer(kind="logistic"), bias=True),
+        plasticity=Plasticity(eta_W=0.05, eta_IP=0.05, eta_PI=0.05, eta_B=0.05, tau_w=0.0, learning_lag=lag,
+                              update_every=every),
+        simulation=Simulation(dt=DT, sigma=0.0, dtype="float64"),
+    )
+    w, s, stream = _problem(batch=2)
+    sol = simulate(model, ref.to_package_weights(w), ref.to_package_state(s), stream, duration=SPP * DT)
+    w_ref, _, _, _ = ref.run(ref.params_of(model), w, s, stream.x, stream.target, stream.target_on, SPP, SPP,
+                                 lag_steps=round(lag / DT))
+    w_no_lag, _, _, _ = ref.run(ref.params_of(model), w, s, stream.x, stream.target, stream.target_on, SPP, SPP)
+    got = ref.from_package_weights(sol.weights)
+    for name in ref.WEIGHT_NAMES:
+        for a, b, c in zip(got[name], w_ref[name], w_no_lag[name], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)
+            assert np.max(np.abs(b - c)) > 1e-4, f"the lag makes no difference to {name}: a weak test"
+
+
+def test_lr_scale_equals_scaled_rates() -> None:
+    """lr_scale = 0.4 gives the weights of learning rates × 0.4 (float64), and 0 freezes every weight."""
+    w, s, stream = _problem()
+    scaled = Model(network=QUIET.network, simulation=QUIET.simulation,
+                   plasticity=Plasticity(eta_W=0.02, eta_IP=0.02, eta_PI=0.02, eta_B=0.02, tau_w=5.0))
+    kw = dict(duration=SPP * DT)
+    a = simulate(QUIET, ref.to_package_weights(w), ref.to_package_state(s), stream, lr_scale=0.4, **kw)
+    b = simulate(scaled, ref.to_package_weights(w), ref.to_package_state(s), stream, **kw)
+    for x, y in zip(_leaves(a.weights, a.state), _leaves(b.weights, b.state), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-13)
+    frozen = simulate(QUIET, ref.to_package_weights(w), ref.to_package_state(s), stream, lr_scale=0.0, **kw)
+    for x, y in zip(_leaves(frozen.weights), _leaves(ref.to_package_weights(w)), strict=True):
+        np.testing.assert_array_equal(x, y)
+    moved = max(float(np.max(np.abs(x - y))) for x, y in zip(_leaves(a.weights), _leaves(frozen.weights), strict=True))
+    assert moved > 1e-3
+
+
+def test_update_every_must_divide_the_pattern(no_tracing: None) -> None:
+    model = Model(network=NetworkSpec(sizes=SIZES), plasticity=Plasticity(eta_W=0.1, tau_w=0.0, update_every=3),
+                  simulation=Simulation(dt=DT, sigma=0.0))
+    w, s, stream = _problem()
+    with pytest.raises(InputError, match="update_every = 3 must divide the 100 steps"):
+        simulate(model, ref.to_package_weights(_f32(w)), ref.to_package_state(_f32(s)), stream, duration=SPP * DT)
+    with pytest.raises(InputError, match=r"multiple of plasticity\.update_every"):
+        simulate(model, ref.to_package_weights(_f32(w)), ref.to_package_state(_f32(s)), stream, duration=30 * DT,
+                 record=Record(quantities=("u",), stride=10))

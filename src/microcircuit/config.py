@@ -190,6 +190,9 @@ def _rates(value: float | tuple[float, ...], n: int, key: str) -> tuple[float, .
 class Plasticity:
     """Learning rates per matrix (per ms, η = 0 freezes), the τ_w trace and the learning lag (§3).
 
+    ``update_every`` = K > 1 sums the increments of K steps and applies them at once, as one matrix
+    product per array (the weights are held for K steps; exact for K = 1).
+
     ``eta_W`` has one entry per bottom-up matrix W_1..W_N (or one float for all); ``eta_IP``, ``eta_PI``
     and ``eta_B`` one per hidden layer. Biases learn with the rate of their matrix.
     """
@@ -200,9 +203,21 @@ class Plasticity:
     eta_B: float | tuple[float, ...] = 0.0
     tau_w: float = 30.0
     learning_lag: float = 0.0
+    update_every: int = 1
 
     def __post_init__(self) -> None:
         _positive("plasticity.tau_w", self.tau_w, allow_zero=True)
+        _check(
+            isinstance(self.update_every, int) and not isinstance(self.update_every, bool) and self.update_every >= 1,
+            "plasticity.update_every",
+            f"must be an integer >= 1, got {self.update_every!r}",
+        )
+        _check(
+            self.update_every == 1 or self.tau_w == 0,
+            "plasticity.update_every",
+            f"= {self.update_every} needs plasticity.tau_w = 0 (the increments of several steps are summed and "
+            f"applied at once), got tau_w = {self.tau_w}",
+        )
         _positive("plasticity.learning_lag", self.learning_lag, allow_zero=True)
         for name in ("eta_W", "eta_IP", "eta_PI", "eta_B"):
             v = getattr(self, name)
@@ -228,9 +243,15 @@ class Plasticity:
 
 @dataclass(frozen=True)
 class Simulation:
-    """Integration: Euler step, input filter, noise, nudging form, precision, divergence bound (§2)."""
+    """Integration: step and integrator, input filter, noise, nudging form, precision, divergence bound (§2).
+
+    ``integrator``: ``euler`` (forward Euler–Maruyama, the paper's) or ``exponential`` (exponential Euler:
+    each soma, filter and weight trace relaxes exactly towards its value for dendritic input held over the
+    step, so it is exact for the linear somatic ODE and stable at any dt; MODEL.md §2).
+    """
 
     dt: float = 0.1
+    integrator: str = "euler"
     tau_0: float = 3.0
     sigma: float = 0.1
     noise: str = "sqrt_dt"
@@ -264,7 +285,12 @@ class Simulation:
             f"must be 'float32' or 'float64', got {self.dtype!r}",
         )
         _check(
-            self.tau_0 == 0 or self.dt < 2 * self.tau_0,
+            self.integrator in ("euler", "exponential"),
+            "simulation.integrator",
+            f"must be 'euler' or 'exponential', got {self.integrator!r}",
+        )
+        _check(
+            self.tau_0 == 0 or self.integrator == "exponential" or self.dt < 2 * self.tau_0,
             "simulation.dt",
             f"dt = {self.dt} ms is beyond the Euler stability bound 2·tau_0 = {2 * self.tau_0} ms",
         )
@@ -399,14 +425,15 @@ class Model:
             c.g_lk + c.g_B + c.g_som,  # output soma with target
             c.g_lk + c.g_D + c.g_som,  # interneuron
         )
+        euler = self.simulation.integrator == "euler"  # the exponential integrator has no such bound
         _check(
-            dt * fastest < 2.0,
+            not euler or dt * fastest < 2.0,
             "simulation.dt",
             f"dt = {dt} ms is beyond the Euler stability bound 2/g_total = {2 / fastest:.4g} ms",
         )
         tau_w = self.plasticity.tau_w
         _check(
-            tau_w == 0 or dt < 2 * tau_w,
+            tau_w == 0 or not euler or dt < 2 * tau_w,
             "simulation.dt",
             f"dt = {dt} ms is beyond the stability bound 2·tau_w = {2 * tau_w} ms of the weight trace",
         )

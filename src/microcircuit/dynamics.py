@@ -6,6 +6,8 @@ Shapes carry a leading batch axis: u[i] is (B, n_{i+1}); MODEL.md's layer k is i
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -15,7 +17,10 @@ from .config import Model, NetworkSpec, Simulation
 from .network import Weights
 from .transfer import phi
 
-__all__ = ["Dendrites", "State", "dendrites", "derivatives", "init_state", "integrate_potentials"]
+__all__ = [
+    "Dendrites", "State", "dendrites", "derivatives", "filter_factor", "init_state", "integrate_potentials",
+    "relaxation",
+]
 
 
 class State(NamedTuple):
@@ -104,6 +109,32 @@ def derivatives(
     return tuple(du), du_inter
 
 
+def relaxation(sim: Simulation, g: float) -> float:
+    """The step factor h of u(t+dt) = u + h·du/dt for a compartment with total conductance g (MODEL.md §2):
+    dt for forward Euler; (1 − e^(−g·dt))/g for the exponential integrator, exact when du/dt = I − g·u
+    with I held over the step."""
+    if sim.integrator == "euler" or g == 0:
+        return sim.dt
+    return -math.expm1(-g * sim.dt) / g
+
+
+def _noise_scale(sim: Simulation, g: float) -> float:
+    """σ times the standard deviation added per step to a soma of total conductance g (MODEL.md §2).
+
+    Euler–Maruyama: σ·√dt (``noise="sqrt_dt"``) or σ·dt (``"dt"``). Exponential integrator: the exact
+    Ornstein–Uhlenbeck increment σ·√((1 − e^(−2g·dt))/(2g)), or σ·h for the ``"dt"`` convention."""
+    if sim.integrator == "euler" or g == 0:
+        return sim.sigma * (sim.dt**0.5 if sim.noise == "sqrt_dt" else sim.dt)
+    if sim.noise == "dt":
+        return sim.sigma * relaxation(sim, g)
+    return sim.sigma * math.sqrt(-math.expm1(-2 * g * sim.dt) / (2 * g))
+
+
+def filter_factor(sim: Simulation, tau: float) -> float:
+    """a in r(t+dt) = r + a·(x − r) for τ dr/dt = −r + x: dt/τ (Euler) or 1 − e^(−dt/τ) (exponential)."""
+    return sim.dt / tau if sim.integrator == "euler" else -math.expm1(-sim.dt / tau)
+
+
 def integrate_potentials(
     model: Model,
     s: State,
@@ -114,26 +145,36 @@ def integrate_potentials(
     key: jax.Array | None,
     noise: jax.Array | None = None,
 ) -> State:
-    """One Euler–Maruyama step of all potentials and of the τ_0 input/target filters (MODEL.md §2).
+    """One step of all potentials and of the τ_0 input/target filters (MODEL.md §2): Euler–Maruyama, or
+    the exponential integrator (``simulation.integrator``, see :func:`relaxation`).
 
     Noise σ·√dt·N(0,1) per soma (``noise="sqrt_dt"``) or σ·dt·N(0,1) (``noise="dt"``); none if σ = 0.
     While no target is presented the target filter follows u_N, so a new target comes on smoothly.
     """
-    sim = model.simulation
-    dt = sim.dt
+    sim, g = model.simulation, model.conductances
     du, du_inter = derivatives(model, s, d, target_on)
-    u = [ui + dt * dui for ui, dui in zip(s.u, du, strict=True)]
-    u_inter = [ui + dt * dui for ui, dui in zip(s.u_inter, du_inter, strict=True)]
+    g_hidden, g_inter = g.g_lk + g.g_B + g.g_A, g.g_lk + g.g_D + g.g_som
+    g_out_off, g_out_on = g.g_lk + g.g_B, g.g_lk + g.g_B + g.g_som  # the teaching current adds g_som
+
+    def on_off(f: Callable[[Simulation, float], float]) -> jax.Array | float:
+        a, b = f(sim, g_out_on), f(sim, g_out_off)
+        return a if a == b else jnp.where(target_on, a, b)
+
+    h = [relaxation(sim, g_hidden)] * (len(s.u) - 1) + [on_off(relaxation)]
+    u = [ui + hi * dui for ui, hi, dui in zip(s.u, h, du, strict=True)]
+    h_inter = relaxation(sim, g_inter)
+    u_inter = [ui + h_inter * dui for ui, dui in zip(s.u_inter, du_inter, strict=True)]
     if sim.sigma > 0 and (key is not None or noise is not None):
-        scale = sim.sigma * (dt**0.5 if sim.noise == "sqrt_dt" else dt)
+        scales = [_noise_scale(sim, g_hidden)] * (len(u) - 1) + [on_off(_noise_scale)]
+        scales += [_noise_scale(sim, g_inter)] * len(u_inter)
         arrays = u + u_inter
         widths = [a.shape[-1] for a in arrays]
         xi = jax.random.normal(key, (arrays[0].shape[0], sum(widths)), arrays[0].dtype) if noise is None else noise
         parts = jnp.split(xi, list(itertools.accumulate(widths))[:-1], axis=-1)
-        arrays = [a + scale * p for a, p in zip(arrays, parts, strict=True)]
+        arrays = [a + sc * p for a, sc, p in zip(arrays, scales, parts, strict=True)]
         u, u_inter = arrays[: len(u)], arrays[len(u) :]
     if sim.tau_0 > 0:  # τ_0 dr_0/dt = −r_0 + x, and the same for the target
-        a = dt / sim.tau_0
+        a = filter_factor(sim, sim.tau_0)
         r_in = s.r_in + a * (x - s.r_in)
         u_trgt = jnp.where(target_on, s.u_trgt + a * (target - s.u_trgt), u[-1])
     else:

@@ -121,6 +121,8 @@ def simulate_ensemble(
     sizes = {a.shape[0] for a in jax.tree_util.tree_leaves((weights, state, stream))} | {len(keys)}
     if sizes != {S} or stream.x.ndim != 4 or stream.target_on.ndim != 2:
         raise InputError(f"every weight, state and stream array needs the same leading ensemble axis, got {sizes}")
+    if plastic and model.plasticity.update_every > 1:
+        raise InputError("plasticity.update_every > 1 is supported by simulate(), not by seed ensembles: set it to 1")
     spp = steps_per_pattern(duration, sim.dt)
     total = spp * stream.x.shape[1]
     lag = round(model.plasticity.learning_lag / sim.dt)

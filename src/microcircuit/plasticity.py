@@ -10,16 +10,13 @@ import jax
 import jax.numpy as jnp
 
 from .config import Model
-from .dynamics import Dendrites, State, matvec
+from .dynamics import Dendrites, State, filter_factor, matvec
 from .network import Weights
 from .transfer import phi
 
-__all__ = ["apply_updates", "increments", "order_after", "zero_traces"]
-
-
-def _outer(err: jax.Array, pre: jax.Array) -> jax.Array:
-    """Batch-averaged outer product mean_b err_b pre_bᵀ."""
-    return err.T @ pre / err.shape[0]
+__all__ = [
+    "apply_updates", "from_factors", "increment_factors", "increments", "order_after", "zero_traces",
+]
 
 
 def zero_traces(w: Weights) -> Weights:
@@ -27,37 +24,60 @@ def zero_traces(w: Weights) -> Weights:
     return jax.tree_util.tree_map(jnp.zeros_like, w)
 
 
-def increments(model: Model, w: Weights, s: State, d: Dendrites) -> Weights:
-    """Instantaneous increments δ of rules (7)–(10) at the state ``s`` (zeros where frozen)."""
+def increment_factors(model: Model, w: Weights, s: State, d: Dendrites) -> Weights:
+    """The factors of rules (7)–(10) at the state ``s``, in the layout of :class:`Weights`: (post error,
+    pre rate) for a matrix, whose increment is mean_b err_b pre_bᵀ; the error alone for a bias; ``None``
+    where frozen (η = 0) or without biases. Kept apart so that increments of several steps can be summed
+    as one matrix product (``plasticity.update_every``)."""
     g, p = model.conductances, model.plasticity
     t = model.network.transfer
     bias = model.network.bias
     N = len(s.u)
     pre = (s.r_in, *d.r[:-1])
-
-    dW, db = list(map(jnp.zeros_like, w.W)), list(map(jnp.zeros_like, w.b))
+    W: list = [None] * N
+    b: list = [None] * N
     for i in range(N):
         if p.eta_W[i] == 0:
             continue
         att = g.basal_output if i == N - 1 else g.basal_hidden  # v̂_B,k attenuation (rule 7)
         err = d.r[i] - phi(t, att * d.v_basal[i])  # (7) φ(u_k) − φ(v̂_B,k)
-        dW[i] = _outer(err, pre[i])
-        if bias:
-            db[i] = err.mean(0)
-
-    dIP, dc, dPI, dB = (list(map(jnp.zeros_like, a)) for a in (w.IP, w.c, w.PI, w.B))
+        W[i] = (err, pre[i])
+        b[i] = err if bias else None
+    IP: list = [None] * (N - 1)
+    c: list = [None] * (N - 1)
+    PI: list = [None] * (N - 1)
+    B: list = [None] * (N - 1)
     for i in range(N - 1):
         if p.eta_IP[i] != 0:  # (8) [φ(u^I_k) − φ(v̂^I_k)] r_kᵀ, v̂^I_k = g_D/(g_lk+g_D) v^I_k
             err = d.r_inter[i] - phi(t, g.dendrite_inter * d.v_inter[i])
-            dIP[i] = _outer(err, d.r[i])
-            if bias:
-                dc[i] = err.mean(0)
+            IP[i] = (err, d.r[i])
+            c[i] = err if bias else None
         if p.eta_PI[i] != 0:  # (9) [0 − v_A,k] (r^I_k)ᵀ
-            dPI[i] = _outer(-d.v_apical[i], d.r_inter[i])
+            PI[i] = (-d.v_apical[i], d.r_inter[i])
         if p.eta_B[i] != 0:  # (10) [φ(u_k) − φ(B_k r_{k+1})] r_{k+1}ᵀ
-            err = d.r[i] - phi(t, matvec(w.B[i], d.r[i + 1]))
-            dB[i] = _outer(err, d.r[i + 1])
-    return Weights(tuple(dW), tuple(db), tuple(dB), tuple(dPI), tuple(dIP), tuple(dc))
+            B[i] = (d.r[i] - phi(t, matvec(w.B[i], d.r[i + 1])), d.r[i + 1])
+    return Weights(tuple(W), tuple(b), tuple(B), tuple(PI), tuple(IP), tuple(c))
+
+
+def from_factors(w: Weights, factors: Weights, batch: int) -> Weights:
+    """Increments from :func:`increment_factors` (zeros where ``None``). Factors of K steps stacked along
+    the batch axis, (K·B, n), give the sum of the K steps' batch means as one matrix product."""
+
+    def one(like: jax.Array, f: tuple[jax.Array, jax.Array] | jax.Array | None) -> jax.Array:
+        if f is None:
+            return jnp.zeros_like(like)
+        if isinstance(f, tuple):
+            return f[0].T @ f[1] / batch  # Σ err_b pre_bᵀ / B
+        return f.sum(0) / batch
+
+    return Weights(*(
+        tuple(one(a, f) for a, f in zip(arrays, fs, strict=True)) for arrays, fs in zip(w, factors, strict=True)
+    ))
+
+
+def increments(model: Model, w: Weights, s: State, d: Dendrites) -> Weights:
+    """Instantaneous increments δ of rules (7)–(10) at the state ``s`` (zeros where frozen), batch-averaged."""
+    return from_factors(w, increment_factors(model, w, s, d), s.r_in.shape[0])
 
 
 def order_after(*trees: object) -> jax.Array:
@@ -94,6 +114,7 @@ def apply_updates(
     """
     zero = 0.0 if after is None else after
     dt, tau_w = model.simulation.dt, model.plasticity.tau_w
+    a_w = filter_factor(model.simulation, tau_w) if tau_w > 0 else 0.0  # τ_w dΔ/dt = −Δ + δ
     bias = model.network.bias
     rates = _rates(model)
     new_w, new_tr = [], []
@@ -115,7 +136,7 @@ def apply_updates(
                 x_next = x + step
                 # the new trace overwrites Δ(t) only after x_next has read it
                 tie = zero if after is None else 0.0 * x_next.reshape(-1)[0]
-                tr_next = tr + (dt / tau_w + tie) * (dl - tr)
+                tr_next = tr + (a_w + tie) * (dl - tr)
                 if gate is not None:
                     tr_next = jnp.where(gate > 0, tr_next, tr)
                 w_out.append(x_next)

@@ -22,7 +22,7 @@ from .config import Model, Record, Simulation
 from .dynamics import Dendrites, State, dendrites, integrate_potentials
 from .errors import DivergenceError, InputError
 from .network import Weights
-from .plasticity import apply_updates, increments, order_after, zero_traces
+from .plasticity import apply_updates, from_factors, increment_factors, increments, order_after, zero_traces
 
 __all__ = ["Solution", "Stream", "simulate", "step"]
 
@@ -143,6 +143,7 @@ def _chunk(
     carry: _Carry,
     stream: Stream,
     key: jax.Array,
+    lr_scale: jax.Array | None,
     *,
     quantities: tuple[str, ...],
     n_records: int,
@@ -163,20 +164,51 @@ def _chunk(
     block = noisy and stride * batch * width <= NOISE_BLOCK_ELEMENTS
     draw = lambda n: jax.random.normal(jax.random.fold_in(key, n), (batch, width), dtype)  # noqa: E731
 
+    K = model.plasticity.update_every if plastic else 1
+
+    def gate_at(n: jax.Array) -> jax.Array | None:  # learning lag (0/1) times the learning-rate scale
+        lag_gate = ((n % spp) >= lag).astype(dtype) if (plastic and lag > 0) else None
+        if lr_scale is None:
+            return lag_gate
+        return lr_scale if lag_gate is None else lag_gate * lr_scale
+
     def one_step(c: _Carry, xi: jax.Array | None) -> tuple[_Carry, None]:
         p = c.n // spp  # the pattern on show
-        gate = ((c.n % spp) >= lag) if (plastic and lag > 0) else None
         if noisy and xi is None:
             xi = draw(c.n)
         w, tr, s = step(
             model, c.weights, c.traces, c.state, stream.x[p], stream.target[p], stream.target_on[p], None,
-            plastic, None if gate is None else gate.astype(c.state.r_in.dtype), noise=xi,
+            plastic, gate_at(c.n), noise=xi,
         )
         return c._replace(weights=w, traces=tr, state=s, n=c.n + 1), None
 
+    def one_block(c: _Carry, xis: jax.Array | None) -> tuple[_Carry, None]:
+        """K steps with the weights held, then the K steps' increments at once (plasticity.update_every)."""
+
+        def sub(c: _Carry, xi: jax.Array | None) -> tuple[_Carry, Weights]:
+            p = c.n // spp
+            if noisy and xi is None:
+                xi = draw(c.n)
+            d = dendrites(model, c.weights, c.state)
+            s = integrate_potentials(model, c.state, d, stream.x[p], stream.target[p], stream.target_on[p], None, xi)
+            f = increment_factors(model, c.weights, c.state, d)
+            if plastic and lag > 0:  # a gate of 0 or 1 on both factors
+                f = jax.tree_util.tree_map(lambda a: a * ((c.n % spp) >= lag).astype(dtype), f)
+            return c._replace(state=s, n=c.n + 1), f
+
+        c, fs = jax.lax.scan(sub, c, xis, length=K)
+        fs = jax.tree_util.tree_map(lambda a: a.reshape(-1, a.shape[-1]), fs)  # (K·B, n): steps as batch
+        delta = from_factors(c.weights, fs, batch)
+        w, tr = apply_updates(model, c.weights, c.traces, delta, lr_scale, after=order_after(delta))
+        return c._replace(weights=w, traces=tr), None
+
     def one_record(c: _Carry, _: None) -> tuple[_Carry, dict[str, jax.Array]]:
         xs = jax.vmap(draw)(c.n + jnp.arange(stride, dtype=c.n.dtype)) if block else None
-        c, _ = jax.lax.scan(one_step, c, xs, length=stride)
+        if K > 1:
+            xs = None if xs is None else xs.reshape(stride // K, K, *xs.shape[1:])
+            c, _ = jax.lax.scan(one_block, c, xs, length=stride // K)
+        else:
+            c, _ = jax.lax.scan(one_step, c, xs, length=stride)
         flags = _bounded_flags(c.state, model.simulation.divergence_bound)
         first_bad = jnp.argmin(flags)  # first False
         newly = (c.bad < 0) & ~jnp.all(flags)
@@ -287,6 +319,7 @@ def simulate(
     t0: float = 0.0,
     chunk_steps: int = 20_000,
     progress: bool | Callable[[int], None] = False,
+    lr_scale: float | jax.Array | None = None,
 ) -> Solution:
     """Present ``stream`` (each pattern for ``duration`` ms) and integrate the circuit.
 
@@ -303,6 +336,8 @@ def simulate(
         t0: time (ms) of the first step, used only to label the snapshots.
         chunk_steps: steps per compiled call; the progress bar and divergence checks advance per chunk.
         progress: ``True`` for a tqdm bar, or a callable receiving the number of steps done per chunk.
+        lr_scale: a factor on every learning rate (traced: changing it does not recompile), e.g. for a
+            learning-rate schedule; ``None`` = 1.
 
     Raises:
         InputError: bad shapes or NaN/Inf inputs, before any tracing.
@@ -313,8 +348,13 @@ def simulate(
     if sim.sigma > 0 and key is None:
         raise InputError("key: a PRNG key is needed when simulation.sigma > 0 (e.g. jax.random.key(0))")
     spp = _check_inputs(model, weights, state, stream, duration, traces)
-    record = record or Record(quantities=(), stride=max(1, min(spp, chunk_steps)))
+    K = model.plasticity.update_every if plastic else 1
+    if spp % K:
+        raise InputError(f"plasticity.update_every = {K} must divide the {spp} steps of one pattern")
+    record = record or Record(quantities=(), stride=max(K, min(spp, chunk_steps) // K * K))
     stride = record.stride
+    if stride % K:
+        raise InputError(f"record.stride = {stride} must be a multiple of plasticity.update_every = {K}")
     total = spp * stream.x.shape[0]
     lag = round(model.plasticity.learning_lag / sim.dt)
     ctx, cast = precision(sim)
@@ -324,6 +364,7 @@ def simulate(
         traces = zero_traces(weights) if traces is None else cast(traces)
         stream = Stream(jnp.asarray(stream.x, dt), jnp.asarray(stream.target, dt), jnp.asarray(stream.target_on, bool))
         key = jax.random.key(0) if key is None else key
+        lr = None if lr_scale is None else jnp.asarray(lr_scale, dt)
         carry = _Carry(weights, traces, state, jnp.int32(0), jnp.int32(-1), jnp.int32(-1))
         per_chunk = max(1, chunk_steps // stride)
         n_rec_total, tail = divmod(total, stride)
@@ -346,7 +387,7 @@ def simulate(
                 else:
                     args, steps, tail = dict(n_records=1, stride=tail, keep=False), tail, 0
                 before = carry
-                carry, snaps = _chunk(model, carry, stream, key, **kw, **args)
+                carry, snaps = _chunk(model, carry, stream, key, lr, **kw, **args)
                 if int(carry.bad) >= 0:
                     quantity, layer = _name_of(model, int(carry.bad))
                     t = t0 + int(carry.bad_step) * sim.dt
