@@ -3,6 +3,7 @@ CPU), SIGINT/SIGTERM on a real subprocess, divergence, and the CLI's one-line er
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -10,18 +11,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import jax
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from microcircuit.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from microcircuit.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from microcircuit.cli import main
-from microcircuit.config import ConfigError
-from microcircuit.experiments import self_prediction
+from microcircuit.config import ConfigError, Model
+from microcircuit.experiments import backprop_link, regression, self_prediction
 from microcircuit.runs import RunDir, RunDirError, resume_config
 
 # A tiny Fig. S1 run: 12 segments of 5 patterns × 500 ms (25 000 steps, so two simulate chunks per
@@ -46,10 +50,15 @@ def cli(*args: str | Path) -> Result:
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+def _skip_figures(mp: pytest.MonkeyPatch) -> None:
+    for runner in (self_prediction, regression, backprop_link):
+        mp.setattr(runner, "_figures", lambda *a, **k: None)
+
+
 @pytest.fixture(autouse=True)
 def _no_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     """Figures are slow to draw and not what is tested here (subprocesses still draw them)."""
-    monkeypatch.setattr(self_prediction, "_figures", lambda *a, **k: None)
+    _skip_figures(monkeypatch)
 
 
 def rows(run: Path) -> list[dict]:
@@ -67,36 +76,50 @@ def events(run: Path) -> list[dict]:
     return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "event" in r]
 
 
-def assert_same_run(a: Path, b: Path) -> None:
-    """Bit-for-bit equal results: final weights, filter traces, state and recorded traces; traces.npz;
-    every metric row; the summary (wall-clock times aside)."""
+def assert_same_run(a: Path, b: Path, n_patterns: int = N_PATTERNS, segment: int = SEGMENT,
+                    trees: tuple[str, ...] = ("weights", "traces", "state", "recorded")) -> None:
+    """Bit-for-bit equal results: every tree of the final checkpoint (``trees`` at least: weights,
+    filter traces, state, recorded traces, ...) and its RNG key; traces.npz; every metric row; the
+    summary (wall-clock times aside)."""
     ca, cb = (load_checkpoint(latest_checkpoint(p / "checkpoints")) for p in (a, b))
-    assert ca.counters["patterns"] == cb.counters["patterns"] == N_PATTERNS
-    for tree in ("weights", "traces", "state", "recorded"):
+    assert ca.counters["patterns"] == cb.counters["patterns"] == n_patterns
+    assert set(trees) <= ca.trees.keys() and ca.trees.keys() == cb.trees.keys()
+    for tree in ca.trees:
         assert ca.trees[tree].keys() == cb.trees[tree].keys()
         for k in ca.trees[tree]:
             np.testing.assert_array_equal(ca.trees[tree][k], cb.trees[tree][k], err_msg=f"{tree}/{k}")
+    np.testing.assert_array_equal(jax.random.key_data(ca.key), jax.random.key_data(cb.key))
+    assert [r["patterns"] for r in rows(a)] == list(range(0, n_patterns + 1, segment))  # no duplicated rows
+    assert_same_results(a, b)
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    """Bit-for-bit equal traces.npz, metric rows and summary (wall-clock times aside)."""
     with np.load(a / "traces.npz") as ta, np.load(b / "traces.npz") as tb:
         assert sorted(ta.files) == sorted(tb.files)
         for k in ta.files:
             np.testing.assert_array_equal(ta[k], tb[k], err_msg=k)
-    ra, rb = rows(a), rows(b)
-    assert [r["patterns"] for r in ra] == list(range(0, N_PATTERNS + 1, SEGMENT))  # no duplicated rows
-    assert ra == rb
+    assert rows(a) == rows(b)
     sa, sb = (json.loads((p / "summary.json").read_text()) for p in (a, b))
-    sa.pop("wall_s"), sb.pop("wall_s")
+    for wall in ("wall_s", "train_wall_s"):
+        sa.pop(wall, None), sb.pop(wall, None)
     assert sa == sb
+
+
+def uninterrupted(factory: pytest.TempPathFactory, name: str, args: list[str]) -> Path:
+    """A run of ``args`` from start to end, in a new folder."""
+    out = factory.mktemp(name) / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        _skip_figures(mp)
+        r = cli("run", *args, "--out", out)
+    assert r.exit_code == 0, r.output
+    return out
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The uninterrupted run."""
-    out = tmp_path_factory.mktemp("reference") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(self_prediction, "_figures", lambda *a, **k: None)
-        r = cli("run", *RUN, "--out", out)
-    assert r.exit_code == 0, r.output
-    return out
+    return uninterrupted(tmp_path_factory, "reference", RUN)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -306,16 +329,15 @@ def _wait_for_checkpoint(proc: subprocess.Popen, folder: Path, timeout: float = 
         time.sleep(0.01)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_kill_a_real_run_and_resume_it(reference: Path, tmp_path: Path, signum: int) -> None:
-    """``python -m microcircuit.cli run`` gets SIGINT/SIGTERM once its first checkpoint is on disk:
-    it exits 130/143 with one line, leaves a loadable checkpoint and intact files; ``--resume`` then
-    completes the run, bit for bit equal to the uninterrupted one."""
+def kill_and_resume(args: list[str], reference: Path, tmp_path: Path, signum: int, n_patterns: int,
+                    segment: int) -> None:
+    """``python -m microcircuit.cli run ARGS`` gets ``signum`` once its first checkpoint is on disk: it
+    exits 130/143 with one line, leaves a loadable checkpoint and intact files; ``--resume`` then
+    completes the run, bit for bit equal to ``reference``."""
     out = tmp_path / "run"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(tmp_path.parent / "jax-cache")}
     cmd = [sys.executable, "-m", "microcircuit.cli"]
-    proc = subprocess.Popen([*cmd, "run", *RUN, "--out", str(out)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*cmd, "run", *args, "--out", str(out)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         _wait_for_checkpoint(proc, out / "checkpoints")
@@ -328,7 +350,7 @@ def test_kill_a_real_run_and_resume_it(reference: Path, tmp_path: Path, signum: 
     name = signal.Signals(signum).name
     assert stderr.strip().count("\n") == 0 and f"interrupted by {name}" in stderr, stderr
     done = [i for i, _ in list_checkpoints(out / "checkpoints")]
-    assert 0 < done[-1] < N_PATTERNS
+    assert 0 < done[-1] < n_patterns
     ck = load_checkpoint(latest_checkpoint(out / "checkpoints"), resume_config(out))
     assert str(latest_checkpoint(out / "checkpoints")) in stderr
     assert [x["patterns"] for x in rows(out)] == [x["patterns"] for x in ck.meta["rows"]]
@@ -339,4 +361,205 @@ def test_kill_a_real_run_and_resume_it(reference: Path, tmp_path: Path, signum: 
     resumed = subprocess.run([*cmd, "run", "--resume", str(out), "--no-progress"], capture_output=True,
                              text=True, env=env, timeout=400)
     assert resumed.returncode == 0, resumed.stderr
-    assert_same_run(reference, out)
+    assert_same_run(reference, out, n_patterns, segment)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_kill_a_real_run_and_resume_it(reference: Path, tmp_path: Path, signum: int) -> None:
+    """Fig. S1 in a real process, killed with SIGINT/SIGTERM and resumed (:func:`kill_and_resume`)."""
+    kill_and_resume(RUN, reference, tmp_path, signum, N_PATTERNS, SEGMENT)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fig. 2: a seed ensemble with two baselines, checkpointed together
+
+# 12 segments of 5 trials × 100 ms (5 000 steps per learner and segment), two seeds, a checkpoint every
+# 3 segments.
+FIG2 = [
+    "fig2-quick",
+    "--set", "n_seeds=2",
+    "--set", "stimulus.n_patterns=60",
+    "--set", "schedule.segment=5",
+    "--set", "schedule.checkpoint_every=3",
+    "--set", "schedule.n_test=5",
+    "--no-progress",
+]  # fmt: skip
+FIG2_TREES = ("weights", "traces", "state", "shallow", "backprop")
+
+
+@pytest.fixture(scope="module")
+def fig2_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted Fig. 2 run."""
+    return uninterrupted(tmp_path_factory, "fig2-reference", FIG2)
+
+
+_TASK_DATA = regression._Task.data
+
+
+def _signal_in_segment(segment: int, signum: int) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """A stand-in for regression._Task.data that sends ``signum`` to this process when the training
+    data of ``segment`` is drawn (before any learner trains on it)."""
+    original = _TASK_DATA
+
+    def data(self: regression._Task, tag: list[int], count: int) -> tuple[np.ndarray, np.ndarray]:
+        if tag == [1, segment]:
+            os.kill(os.getpid(), signum)
+        return original(self, tag, count)
+
+    return data
+
+
+def test_regression_interrupt_twice_and_resume_bit_for_bit(fig2_reference: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGINT in segment 2, then SIGTERM in segment 7 of the resumed run: each time the run stops at the
+    next chunk boundary and checkpoints the last segment boundary (not yet on disk: every 3 segments);
+    the second --resume ends bit for bit equal to the uninterrupted run: the microcircuit's and the
+    shallow learner's ensemble weights, traces and state, backprop's W and b, the seeds' keys,
+    traces.npz, every metric row and the summary."""
+    out = tmp_path / "run"
+    monkeypatch.setattr(regression._Task, "data", _signal_in_segment(2, signal.SIGINT))
+    r = cli("run", *FIG2, "--out", out)
+    assert r.exit_code == 130, r.output
+    assert r.stderr.strip().count("\n") == 0
+    assert "interrupted by SIGINT after 10 of 60 patterns" in r.stderr and "--resume" in r.stderr
+    assert [i for i, _ in list_checkpoints(out / "checkpoints")] == [10]
+    ck = load_checkpoint(latest_checkpoint(out / "checkpoints"), resume_config(out))
+    assert set(FIG2_TREES) <= ck.trees.keys() and ck.counters["segment"] == 2
+    assert ck.trees["weights"]["W/0"].shape[0] == 2 and jax.random.key_data(ck.key).shape[0] == 2  # per seed
+    assert not (out / "summary.json").exists() and not (out / "traces.npz").exists()
+    assert [x["patterns"] for x in rows(out)] == [0, 5, 10]
+
+    monkeypatch.setattr(regression._Task, "data", _signal_in_segment(7, signal.SIGTERM))
+    r = cli("run", "--resume", out)
+    assert r.exit_code == 143, r.output
+    assert "resuming from" in r.output and "interrupted by SIGTERM after 35 of 60 patterns" in r.stderr
+    assert [i for i, _ in list_checkpoints(out / "checkpoints")] == [30, 35]
+    assert [x["patterns"] for x in rows(out)] == list(range(0, 36, 5))
+
+    monkeypatch.undo()
+    _skip_figures(monkeypatch)
+    r = cli("run", "--resume", out)
+    assert r.exit_code == 0, r.output
+    assert_same_run(fig2_reference, out, 60, 5, FIG2_TREES)
+    assert [e["event"] for e in events(out)] == ["interrupted", "resumed", "interrupted", "resumed"]
+
+
+@pytest.mark.slow
+def test_kill_a_real_regression_run_and_resume_it(fig2_reference: Path, tmp_path: Path) -> None:
+    """Fig. 2 in a real process, killed with SIGTERM once its first checkpoint is on disk, then resumed to
+    the end in another process: bit for bit equal to the uninterrupted run (:func:`kill_and_resume`)."""
+    kill_and_resume(FIG2, fig2_reference, tmp_path, signal.SIGTERM, 60, 5)
+
+
+def test_regression_resume_refusals(fig2_reference: Path, tmp_path: Path) -> None:
+    """An unfinished copy of the Fig. 2 run: a checkpoint written for another configuration (3 seeds in
+    config.toml, 2 in the checkpoint), one without the baselines, and a truncated one are each refused
+    with one line naming the file and the problem."""
+    out = tmp_path / "run"
+    shutil.copytree(fig2_reference, out)
+    (out / "summary.json").unlink()
+    newest = latest_checkpoint(out / "checkpoints")
+    cfg = (out / "config.toml").read_text()
+    assert "n_seeds = 2" in cfg
+    (out / "config.toml").write_text(cfg.replace("n_seeds = 2", "n_seeds = 3"))
+    r = cli("run", "--resume", out)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+    assert str(newest) in r.stderr and "another configuration" in r.stderr and "n_seeds" in r.stderr
+
+    (out / "config.toml").write_text(cfg)
+    ck = load_checkpoint(newest)
+    save_checkpoint(out / "checkpoints" / "ckpt-000000000065.npz", ck.config,
+                    {k: ck.trees[k] for k in ("weights", "traces", "state")}, counters=ck.counters, meta=ck.meta)
+    r = cli("run", "--resume", out)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+    assert "ckpt-000000000065.npz" in r.stderr and "holds no 'shallow'" in r.stderr
+
+    (out / "checkpoints" / "ckpt-000000000065.npz").unlink()
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    r = cli("run", "--resume", out)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+    assert str(newest) in r.stderr and "truncated or corrupted" in r.stderr
+    assert not (out / "summary.json").exists()
+
+
+def test_regression_divergence_names_the_learner_and_the_run_time(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shallow learner's third segment (trials 4-6, 400-600 ms) gets noise σ = 1e5 and blows up: one
+    line naming the quantity, the layer, the run's simulated time (600 ms, the end of that chunk; not the
+    ensemble call's own 200 ms), the learner and the last good checkpoint (patterns 4, written then:
+    checkpoint_every = 0); the event is logged and the last good state inside the segment is kept."""
+    original = regression.simulate_ensemble
+    shallow_segments = []
+
+    def noisy(m: Model, *args: Any, plastic: bool = True, **kw: Any) -> Any:
+        if plastic and m.plasticity.eta_W[0] == 0.0:  # the shallow learner (W_1 frozen)
+            shallow_segments.append(1)
+            if len(shallow_segments) == 3:
+                m = dataclasses.replace(m, simulation=dataclasses.replace(m.simulation, sigma=1e5))
+        return original(m, *args, plastic=plastic, **kw)
+
+    monkeypatch.setattr(regression, "simulate_ensemble", noisy)
+    out = tmp_path / "run"
+    r = cli("run", "fig2-quick", "--out", out, "--no-progress", "--set", "stimulus.n_patterns=10",
+            "--set", "schedule.segment=2", "--set", "schedule.n_test=3", "--set", "schedule.checkpoint_every=0")
+    assert r.exit_code == 2, r.output
+    line = r.stderr.strip()
+    assert "\n" not in line and line.startswith("error: simulation diverged: u")
+    assert "of ensemble member" in line and "t = 600 ms" in line
+    assert "(training the shallow ensemble, segment 2, patterns 4-6)" in line
+    ev = events(out)[-1]
+    assert ev["event"] == "diverged" and ev["time_ms"] == 600 and ev["patterns"] == 4
+    assert f"of layer {ev['layer']}" in line
+    path = Path(line.split("last good checkpoint: ")[1])
+    assert path == Path(ev["checkpoint"]) == out / "checkpoints" / "ckpt-000000000004.npz"
+    ck = load_checkpoint(path, resume_config(out))
+    assert ck.counters["patterns"] == 4 and [x["patterns"] for x in ck.meta["rows"]] == [0, 2, 4]
+    assert all(np.all(np.isfinite(a)) for t in FIG2_TREES for a in ck.trees[t].values())
+    good = load_checkpoint(out / "checkpoints" / "diverged-last-good.npz")
+    assert all(np.all(np.isfinite(a)) for a in good.trees["weights"].values())
+    assert not (out / "summary.json").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# The backprop-link analysis: seconds long, no checkpoints, restarted on --resume
+
+BACKPROP_LINK = ["backprop-link", "--set", "network.sizes=[4,3,2]", "--set", "stimulus.batch=2", "--no-progress"]
+
+
+def test_backprop_link_interrupt_and_resume_restarts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGINT during the 13th of 20 sweep points: the analysis stops before the next one with one line
+    and exit 130, leaving config.toml, environment.json and metrics.jsonl (the finished block's rows and
+    an ``interrupted`` event) and no results; --resume runs it again from the start, to the results of
+    an uninterrupted run, without duplicated rows; resuming the complete run does nothing."""
+    reference = tmp_path / "reference"
+    r = cli("run", *BACKPROP_LINK, "--out", reference)
+    assert r.exit_code == 0, r.output
+
+    original, calls = backprop_link.link, []
+
+    def link(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 13:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kw)
+
+    monkeypatch.setattr(backprop_link, "link", link)
+    out = tmp_path / "run"
+    r = cli("run", *BACKPROP_LINK, "--out", out)
+    assert r.exit_code == 130, r.output
+    assert r.stderr.strip().count("\n") == 0
+    assert "interrupted by SIGINT (13 of 20 sweep points done)" in r.stderr and f"--resume {out}" in r.stderr
+    assert len(calls) == 13
+    assert {p.name for p in out.iterdir()} == {"config.toml", "environment.json", "metrics.jsonl"}
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m.get("event") for m in metrics] == [None] * 10 + ["interrupted"]
+
+    monkeypatch.setattr(backprop_link, "link", original)
+    r = cli("run", "--resume", out)
+    assert r.exit_code == 0, r.output
+    assert [e["event"] for e in events(out)] == ["interrupted", "resumed"]
+    assert len(rows(out)) == 20
+    assert_same_results(reference, out)
+    r = cli("run", "--resume", out)
+    assert r.exit_code == 0 and "already complete" in r.output

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -24,8 +25,10 @@ from click.testing import CliRunner
 from microcircuit.cli import main
 from microcircuit.config import ConfigError
 from microcircuit.errors import RunInterrupted
+from microcircuit.experiments import EXPERIMENTS
 from microcircuit.sweep import load_sweep, run_sweep
 from microcircuit.sweep.search import expand
+from microcircuit.sweep.seeds import folder_name, folder_seeds, group_seeds, vmaps_seeds
 
 TINY = [
     "network.sizes=[5,4,3]",
@@ -43,19 +46,32 @@ def jax_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("jax-cache")
 
 
+# Fig. 2 (regression, the experiment that vmaps its seeds), tiny: a 5-4-3 student and teacher, 4 trials.
+TINY_REGRESSION = [
+    "network.sizes=[5,4,3]",
+    "stimulus.teacher_sizes=[5,4,3]",
+    "stimulus.n_patterns=4",
+    "stimulus.duration=5",
+    "schedule.segment=2",
+    "schedule.n_test=3",
+    "schedule.settle=5",
+]
+
+
 def write_sweep(path: Path, cache: Path | None = None, *, params: str = "stimulus.low = [0.0, 0.2]",
                 seeds: str = "[0, 1]", search: str = 'kind = "grid"', executor: str = "workers = 1",
-                extra: str = "") -> Path:
+                extra: str = "", base: str = "fig-s1", sets: list[str] = TINY,
+                objective: str = "apical_error_1_end") -> Path:
     text = f"""
 name = "tiny"
-base = "fig-s1"
-set = {json.dumps(TINY)}
-seeds = {seeds}
+base = "{base}"
+set = {json.dumps(sets)}
+{f"seeds = {seeds}" if seeds else ""}
 {extra}
 [params]
 {params}
 [objective]
-key = "apical_error_1_end"
+key = "{objective}"
 [search]
 {search}
 [executor]
@@ -72,9 +88,18 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def summaries(folder: Path) -> dict[str, float]:
-    """run folder (relative) -> mtime of its summary.json"""
+    """run folder (relative; seed-S or a vmapped seeds-A-B) -> mtime of its summary.json"""
     return {str(p.parent.relative_to(folder)): p.stat().st_mtime_ns
-            for p in folder.glob("trials/*/seed-*/summary.json")}
+            for p in folder.glob("trials/*/seed*-*/summary.json")}
+
+
+def write_regression_sweep(path: Path, cache: Path | None, **kw: str) -> Path:
+    return write_sweep(path, cache, base="fig2-quick", sets=TINY_REGRESSION, objective="microcircuit_test_error_end",
+                       **{"params": '"plasticity.eta_PI" = [0.01, 0.05]', **kw})
+
+
+def run_folders(trial: Path) -> list[str]:
+    return sorted(p.name for p in trial.iterdir() if p.is_dir())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,6 +129,7 @@ BAD = [
     ("executor", 'kind = "cloud"', r"executor\.kind: must be one of local, slurm"),
     ("executor", "workers = 0", r"executor\.workers: must be >= 1"),
     ("executor", "wokers = 2", r"executor\.wokers: unknown key \(did you mean 'executor\.workers'\?\)"),
+    ("executor", "vmap_seeds = 2", r"executor\.vmap_seeds: expected true or false, got int 2"),
     ("executor", 'kind = "slurm"\n[executor.slurm]\ntime_min = 0', r"executor\.slurm\.time_min: must be >= 1"),
     ("executor", 'kind = "slurm"\n[executor.slurm]\nclustr = "local"', r"executor\.slurm\.clustr: unknown key"),
     ("seeds", "[0, 0]", r"seeds: seeds repeat"),
@@ -188,6 +214,27 @@ def test_grid_random_and_overrides(tmp_path: Path) -> None:
 def test_example_sweep_file_is_valid() -> None:
     spec = load_sweep(Path(__file__).resolve().parent.parent / "examples" / "sweep-fig-s1.toml")
     assert len(expand(spec)) == 3 and spec.seeds == (0, 1, 2) and spec.executor.workers == 2
+
+
+def test_seeds_vmap_in_consecutive_groups_only_where_the_experiment_can(tmp_path: Path) -> None:
+    assert group_seeds([3, 7, 11], vmap=True) == [(3,), (7,), (11,)]  # a vmapped run takes seed .. seed + n - 1
+    assert group_seeds([2, 0, 1, 7], vmap=True) == [(0, 1, 2), (7,)]
+    assert group_seeds([2, 0, 1], vmap=False) == [(2,), (0,), (1,)]
+    assert (folder_name((4,)), folder_name((0, 1, 2))) == ("seed-4", "seeds-0-2")
+    assert folder_seeds("seeds-0-2") == (0, 1, 2) and folder_seeds("seed-4") == (4,)
+    assert folder_seeds("seeds-3-3") is None and folder_seeds("seed-x") is None
+    with pytest.raises(ValueError, match="consecutive"):
+        folder_name((0, 2))
+    # Only regression runs n_seeds as one vmapped ensemble; every other experiment ignores n_seeds.
+    assert [e for e in EXPERIMENTS if vmaps_seeds(e)] == ["regression"]
+
+    # The sweep owns n_seeds: the base's seeds (seed .. seed + n_seeds - 1) are the default seeds, and each
+    # run gets n_seeds = 1, or the size of its vmapped group.
+    spec = load_sweep(write_regression_sweep(tmp_path / "s.toml", None, seeds=""))
+    assert spec.seeds == (0, 1) and spec.config.n_seeds == 1 and spec.executor.vmap_seeds is True
+    cfg = spec.trial_config({}, 5, 3)
+    assert (cfg.seed, cfg.n_seeds) == (5, 3)
+    assert load_sweep(tmp_path / "s.toml", ["executor.vmap_seeds=false"]).executor.vmap_seeds is False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -315,6 +362,146 @@ def test_optuna_search_in_a_journal_file_resumes(tmp_path: Path, jax_cache: Path
                         search=f'kind = "optuna"\nn_trials = 3\nstorage = "{out / "optuna.journal"}"')
     with pytest.raises(ConfigError, match=r"search\.study: the study 'tiny'"):
         run_sweep(load_sweep(other), tmp_path / "out2")
+
+
+NOT_COMPARED = ("wall_s", "train_wall_s")  # wall times: the whole vmapped program's
+
+
+@pytest.mark.slow
+def test_vmapped_seeds_run_as_one_program_and_match_single_seed_runs(tmp_path: Path, jax_cache: Path) -> None:
+    from microcircuit.config import load_toml
+
+    path = write_regression_sweep(tmp_path / "s.toml", jax_cache)
+    out = tmp_path / "vmapped"
+    ran: list[dict] = []
+    report = run_sweep(load_sweep(path), out, on_result=ran.append)
+    assert report.ran == 4 and report.failed == 0
+    runs = read_csv(out / "results.csv")
+    assert len(runs) == 4 and all(r["status"] == "complete" for r in runs)
+    for trial in ("trial-0000", "trial-0001"):
+        # One vmapped program per trial: one run folder holding both seeds, one worker, one path.
+        d = out / "trials" / trial
+        assert run_folders(d) == ["seeds-0-1"]
+        cfg = load_toml(d / "seeds-0-1" / "config.toml")
+        assert (cfg.seed, cfg.n_seeds, cfg.experiment) == (0, 2, "regression")
+        outs = [o for o in ran if o["trial"] == trial]
+        assert sorted(o["seed"] for o in outs) == [0, 1]
+        assert len({(o["path"], o["worker"], o["wall_s"]) for o in outs}) == 1 and outs[0]["vmapped"] == [0, 1]
+        # One row per seed, with that seed's own (finite, distinct) values: the experiment's per-seed numbers.
+        rows = sorted((r for r in runs if r["trial"] == trial), key=lambda r: int(r["seed"]))
+        assert [r["run_dir"] for r in rows] == [f"trials/{trial}/seeds-0-1"] * 2
+        values = [float(r["objective"]) for r in rows]
+        assert all(math.isfinite(v) for v in values) and values[0] != values[1]
+        whole = json.loads((d / "seeds-0-1" / "summary.json").read_text())
+        assert values == whole["microcircuit_test_error_end_per_seed"]
+        for key in ("apical_error_1_end", "angle_1_end", "shallow_test_error_end"):
+            per_seed = [float(r[key]) for r in rows]
+            assert per_seed[0] != per_seed[1]
+            assert sum(per_seed) / 2 == pytest.approx(whole[key], rel=1e-6)  # the ensemble's mean over seeds
+        t = next(t for t in read_csv(out / "trials.csv") if t["trial"] == trial)
+        assert (t["n"], float(t["mean"])) == ("2", pytest.approx(sum(values) / 2))
+
+    # The same sweep with vmapping off: one run per seed, and every per-seed number as in the vmapped run
+    # (to float32 rounding: the trained weights are equal, batched evaluation rounds differently).
+    single = tmp_path / "single"
+    report = run_sweep(load_sweep(path, ["executor.vmap_seeds=false"]), single)
+    assert report.ran == 4
+    assert run_folders(single / "trials" / "trial-0001") == ["seed-0", "seed-1"]
+    assert load_toml(single / "trials" / "trial-0001" / "seed-1" / "config.toml").n_seeds == 1
+    alone = {(r["trial"], r["seed"]): r for r in read_csv(single / "results.csv")}
+    compared = 0
+    for r in runs:
+        s = alone[(r["trial"], r["seed"])]
+        assert s["status"] == "complete" and set(s) == set(r)
+        for k, v in r.items():
+            try:
+                a, b = float(v), float(s[k])
+            except ValueError:
+                continue
+            if k not in NOT_COMPARED and k != "seed":
+                assert a == pytest.approx(b, rel=1e-5, abs=1e-9), (r["trial"], r["seed"], k)
+                compared += 1
+    assert compared > 4 * 20
+
+
+@pytest.mark.slow
+def test_interrupted_vmapped_trial_resumes_without_repeating_finished_work(tmp_path: Path, jax_cache: Path) -> None:
+    path = write_regression_sweep(tmp_path / "s.toml", jax_cache)
+    out = tmp_path / "out"
+    seen: list[dict] = []
+
+    def interrupt_after_first_run(outcome: dict) -> None:
+        seen.append(outcome)
+        if len(seen) == 2:  # both seeds of the first vmapped run are in
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted, match="--resume"):
+        run_sweep(load_sweep(path), out, on_result=interrupt_after_first_run, grace_s=60)
+    done = summaries(out)
+    assert "trials/trial-0000/seeds-0-1" in done and len(done) == 1
+    assert [r["status"] for r in read_csv(out / "results.csv") if r["trial"] == "trial-0000"] == ["complete"] * 2
+
+    # Resume with a third seed: seeds 0 and 1 of trial-0000 are done (in their vmapped run), so only seed 2
+    # runs there, alone; trial-0001 runs all three seeds, vmapped.
+    ran: list[dict] = []
+    report = run_sweep(load_sweep(path, ["seeds=[0, 1, 2]"]), out, resume=True, on_result=ran.append)
+    assert report.skipped == 2 and report.ran == 4
+    after = summaries(out)
+    assert after["trials/trial-0000/seeds-0-1"] == done["trials/trial-0000/seeds-0-1"]  # not run again
+    assert sorted((o["trial"], o["seed"]) for o in ran) == [("trial-0000", 2)] + [("trial-0001", s) for s in range(3)]
+    assert run_folders(out / "trials" / "trial-0000") == ["seed-2", "seeds-0-1"]
+    complete = [k for k in after if k.startswith("trials/trial-0001/")]
+    covered = sorted(s for k in complete for s in folder_seeds(Path(k).name) or ())
+    assert covered == [0, 1, 2] and any("seeds-" in k for k in complete)  # each seed once, vmapped
+    runs = read_csv(out / "results.csv")
+    assert len(runs) == 6 and all(r["status"] == "complete" for r in runs)
+
+    # A vmapped run that failed fails all its seeds; --resume leaves them, --retry-failed reruns them.
+    failed = out / "trials" / "trial-0000" / "seeds-0-1"
+    (failed / "summary.json").unlink()
+    (failed / "failed.json").write_text(json.dumps({"error": "DivergenceError: of ensemble member 1"}))
+    report = run_sweep(load_sweep(path, ["seeds=[0, 1, 2]"]), out, resume=True)
+    assert report.ran == 0 and report.skipped == 4
+    rows = {r["seed"]: r for r in read_csv(out / "results.csv") if r["trial"] == "trial-0000"}
+    assert [rows[s]["status"] for s in "012"] == ["failed", "failed", "complete"]
+    assert "member 1" in rows["1"]["error"] and rows["1"]["run_dir"] == "trials/trial-0000/seeds-0-1"
+    ran.clear()
+    report = run_sweep(load_sweep(path, ["seeds=[0, 1, 2]"]), out, resume=True, retry_failed=True,
+                       on_result=ran.append)
+    assert sorted((o["trial"], o["seed"], o.get("vmapped")) for o in ran) == [
+        ("trial-0000", 0, [0, 1]), ("trial-0000", 1, [0, 1])]
+    final = summaries(out)
+    assert {k: v for k, v in final.items() if k != "trials/trial-0000/seeds-0-1"} == {
+        k: v for k, v in after.items() if k != "trials/trial-0000/seeds-0-1"}
+    assert all(r["status"] == "complete" for r in read_csv(out / "results.csv"))
+
+
+@pytest.mark.slow
+def test_optuna_trial_objective_is_the_mean_of_vmapped_seeds(tmp_path: Path, jax_cache: Path) -> None:
+    pytest.importorskip("optuna")
+    from microcircuit.sweep.search import OptunaSearch
+
+    path = write_regression_sweep(tmp_path / "s.toml", jax_cache, params='"plasticity.eta_PI" = [0.01, 0.05]',
+                                  search='kind = "optuna"\nn_trials = 2\nsampler = "random"')
+    out = tmp_path / "out"
+    run_sweep(load_sweep(path), out)
+    search = OptunaSearch(load_sweep(path), out)
+    values = {t.number: t.value for t in search.study.trials}
+    runs = read_csv(out / "results.csv")
+    for n in (0, 1):
+        assert run_folders(out / "trials" / f"trial-{n:04d}") == ["seeds-0-1"]
+        per_seed = [float(r["objective"]) for r in runs if r["trial"] == f"trial-{n:04d}"]
+        assert len(per_seed) == 2 and values[n] == pytest.approx(sum(per_seed) / 2)
+
+    # A trial left RUNNING whose vmapped run had finished: the next driver tells its mean without rerunning.
+    spec3 = load_sweep(path, ["search.n_trials=3"])
+    stale = OptunaSearch(spec3, out).ask()
+    shutil.copytree(out / "trials" / "trial-0000" / "seeds-0-1", out / "trials" / stale.id / "seeds-0-1")
+    before = summaries(out)
+    report = run_sweep(spec3, out, resume=True)
+    assert report.ran == 0 and report.skipped == 2 and summaries(out) == before
+    study = OptunaSearch(spec3, out).study
+    assert study.trials[stale.number].value == pytest.approx(values[0])
 
 
 # --------------------------------------------------------------------------------------------------

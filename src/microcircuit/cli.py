@@ -163,7 +163,8 @@ def show(target: str | None, overrides: tuple[str, ...], quick: bool) -> None:
 def sweep(sweep_file: Path, out: Path | None, resume: bool, overrides: tuple[str, ...], limit: int | None,
           retry_failed: bool, collect_only: bool) -> None:
     """Run the seeds and hyper-parameter sweep of SWEEP_FILE (docs/sweeps.md): local worker processes
-    or SLURM jobs, one run folder per trial and seed, results.csv, trials.csv and summary.png."""
+    or SLURM jobs, one run folder per trial and seed (or per run of consecutive seeds vmapped together),
+    results.csv, trials.csv and summary.png."""
     from .sweep import collect, load_sweep, report_lines, run_sweep
 
     spec = load_sweep(sweep_file, overrides)

@@ -32,6 +32,7 @@ from ..fixed_point import steady_state
 from ..network import Weights, init_weights, self_predicting
 from ..plasticity import increments
 from ..runs import RunDir
+from .common import restarting_run
 
 __all__ = ["G_SOM", "link", "networks", "run", "weights_for"]
 
@@ -93,12 +94,19 @@ def link(model: Model, w: Weights, x: np.ndarray, u_trgt: np.ndarray, iterations
 
 def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
         echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The analysis (seconds, most of it compilation): no checkpoints; ``--resume`` runs it again from the
+    start, and SIGINT/SIGTERM stop it between two sweep points (:func:`common.restarting_run`)."""
+    with restarting_run(run_dir, "the backprop-link analysis") as check:
+        return _analyse(cfg, run_dir, check, echo)
+
+
+def _analyse(cfg: Config, run_dir: RunDir | None, check: Callable[[str], None],
+             echo: Callable[[str], None] | None) -> dict[str, Any]:
     st = cfg.stimulus
-    if run_dir is not None and run_dir.resume:  # seconds long: a resumed run starts again
-        run_dir.truncate_metrics(lambda row: False)
     results: dict[str, np.ndarray] = {}
     summary: dict[str, Any] = {"g_som": list(G_SOM), "samples": st.batch, "headline": []}
     rng = np.random.default_rng([cfg.seed, 5])
+    total, done = len(networks(cfg.network.sizes)) * len(FEEDBACK) * len(G_SOM), 0
     for sizes in networks(cfg.network.sizes):
         N = len(sizes) - 1
         base = Model(dataclasses.replace(cfg.network, sizes=sizes), cfg.conductances, Plasticity(), cfg.simulation)
@@ -111,8 +119,10 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
                 u_trgt = np.asarray(feedforward(base, w.W, w.b, jnp.asarray(x))[-1]) + shift
             rows = []
             for g_som in G_SOM:
+                check(f"{done} of {total} sweep points done")
                 model = dataclasses.replace(base, conductances=dataclasses.replace(base.conductances, g_som=g_som))
                 rows.append(link(model, w, x, u_trgt))
+                done += 1
             for key in ("angle", "size", "bp_size"):
                 results[f"{tag}_{key}"] = np.stack([r[key] for r in rows])  # (g_som, samples, layer)
             results[f"{tag}_residual"] = np.array([r["residual"] for r in rows])
@@ -145,6 +155,7 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
             if echo:
                 echo(f"depth {N}, {feedback} B: {len(G_SOM)} nudging strengths, largest |du/dt| at the fixed points "
                      f"{summary[f'{tag}_max_residual']:.1e}")
+    check(f"all {total} sweep points done")
     if run_dir is not None:
         run_dir.save_arrays(RunDir.TRACES, {"g_som": np.array(G_SOM), **results})
         _figures(run_dir, results, cfg.network.sizes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,17 @@ from ..plasticity import zero_traces
 from ..runs import RunDir, StopRequest, graceful_stop
 from ..simulate import Solution, Stream, simulate
 
-__all__ = ["build", "deterministic", "initial_weights", "run_segments", "self_prediction_errors", "weight_distance"]
+__all__ = [
+    "Segment",
+    "build",
+    "deterministic",
+    "initial_weights",
+    "restarting_run",
+    "run_segments",
+    "segmented_run",
+    "self_prediction_errors",
+    "weight_distance",
+]
 
 
 def build(cfg: Config) -> tuple[Model, Weights, State]:
@@ -62,55 +72,85 @@ def weight_distance(model: Model, w: Weights) -> dict[str, float]:
 
 
 class _StopRequestedError(Exception):
-    """Raised from simulate's progress callback to leave a segment at a chunk boundary on a signal."""
+    """Raised from a segment's progress callback to leave it at a chunk boundary on a signal."""
 
 
-def _concat(pieces: list[dict[str, np.ndarray]], times: list[np.ndarray]) -> dict[str, np.ndarray]:
-    recorded = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} if pieces else {}
-    if times:
-        recorded["time_ms"] = np.concatenate(times)
-    return recorded
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """One segment of :func:`segmented_run`: its ``index``, the patterns before it (``start``) and in it
+    (``count``), its start time ``t0`` (ms) and its noise key ``fold_in(key, index + 1)`` (one per member
+    when the run's key is an array of keys, e.g. one per seed of an ensemble)."""
+
+    index: int
+    start: int
+    count: int
+    t0: float
+    key: jax.Array
 
 
-def run_segments(
+#: ``advance(segment, carry, on_chunk) -> (carry, records)``: see :func:`segmented_run`.
+Advance = Callable[[Segment, dict[str, Any], Callable[[int], None]], tuple[dict[str, Any], dict[str, np.ndarray]]]
+
+
+def _fold(key: jax.Array, n: int) -> jax.Array:
+    fold = lambda k: jax.random.fold_in(k, n)  # noqa: E731
+    return jax.vmap(fold)(key) if key.ndim else fold(key)
+
+
+def _concat(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} if pieces else {}
+
+
+def _fmt(row: dict[str, Any]) -> str:
+    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "wall_s"]
+    return "  ".join(parts)
+
+
+def segmented_run(
     cfg: Config,
     run: RunDir | None,
-    model: Model,
-    weights: Weights,
-    state: State,
-    make_stream: Callable[[int, int], Stream],
-    evaluate: Callable[[Weights], dict[str, Any]],
+    carry: dict[str, Any],
+    advance: Advance,
+    evaluate: Callable[[dict[str, Any]], dict[str, Any]],
     *,
     n_patterns: int,
+    work_per_pattern: int,
+    key: jax.Array,
     progress: bool = False,
     echo: Callable[[str], None] | None = None,
-) -> tuple[Solution, list[dict[str, Any]], dict[str, np.ndarray]]:
-    """Train for ``n_patterns`` patterns in segments of ``cfg.schedule.segment``.
+    describe: Callable[[dict[str, Any]], str] = _fmt,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Train for ``n_patterns`` patterns in segments of ``cfg.schedule.segment``, with checkpoints,
+    resume, graceful stop and divergence handling (docs/runs.md). Returns the final carry, the metric
+    rows and the concatenated records.
 
-    ``make_stream(segment_index, n)`` gives the segment's patterns and must be deterministic; segment s
-    uses the noise key ``fold_in(key(seed), s + 1)``. After every segment ``evaluate(weights)`` is
-    logged to the run's metrics. Returns the last solution, the metric rows and the concatenated
-    recorded traces.
+    ``carry`` maps names to the pytrees that fix everything after a segment boundary (weights, filter
+    traces, state, a baseline's parameters, ...). ``advance(segment, carry, on_chunk)`` trains one
+    :class:`Segment` and returns the new carry and the arrays it recorded (concatenated along axis 0
+    over the run; ``{}`` for none); it must be a deterministic function of the segment and the carry,
+    and call ``on_chunk(units)`` after every chunk of work, ``work_per_pattern`` units per pattern in
+    all (a stop request raises from there). A :class:`DivergenceError` from it may carry a ``note``
+    naming what diverged. ``evaluate(carry)`` gives the metrics logged at every boundary as one row
+    (``patterns``, ``time_ms``, ``wall_s`` and the metrics), echoed through ``describe``.
 
-    With a run folder: a checkpoint (weights, traces, state, recorded traces, metric rows, RNG key,
+    With a run folder: a checkpoint (the carry's trees, the records, the metric rows, the RNG ``key``,
     counters) is written at segment boundaries every ``cfg.schedule.checkpoint_every`` segments and at
     the end, keeping the newest ``cfg.schedule.keep_checkpoints``. When ``run.resume`` is set, the run
     continues from the newest checkpoint (bit for bit: the segment boundary fixes everything that
     follows) and metrics.jsonl is cut back to that point. SIGINT/SIGTERM stop the run at the next chunk
-    boundary of the simulation: the state at the last completed segment boundary is checkpointed (the
-    partial segment is dropped and will be recomputed identically) and :class:`RunInterrupted` is
-    raised. On :class:`DivergenceError` the last good boundary is checkpointed too, the event is logged,
-    and the error (naming that checkpoint) is re-raised.
+    boundary: the state at the last completed segment boundary is checkpointed (the partial segment is
+    dropped and will be recomputed identically) and :class:`RunInterrupted` is raised. On
+    :class:`DivergenceError` the last good boundary is checkpointed too, the event is logged, and the
+    error (naming that checkpoint) is re-raised.
     """
+    if "recorded" in carry:
+        raise ValueError("segmented_run: 'recorded' is reserved for the records")
     seg = cfg.schedule.segment
     n_seg = -(-n_patterns // seg)
     duration = cfg.stimulus.duration
-    steps_per_pattern = round(duration / model.simulation.dt)
-    root = jax.random.key(cfg.seed)
-    traces = zero_traces(weights)
+    root = key
     rows: list[dict[str, Any]] = []
     pieces: list[dict[str, np.ndarray]] = []
-    times: list[np.ndarray] = []
     first, wall0 = 0, 0.0
     saved: tuple[int, Path | None] = (-1, None)  # (segment, path) of the newest checkpoint written or read
 
@@ -124,7 +164,7 @@ def run_segments(
     if run is not None and run.resume:
         path = latest_checkpoint(run.checkpoint_dir)
         if path is not None:
-            ck = load_checkpoint(path, cfg, like={"weights": weights, "traces": traces, "state": state})
+            ck = load_checkpoint(path, cfg, like=carry)
             first = ck.counters.get("segment", -1)
             rows = ck.meta.get("rows")  # type: ignore[assignment]
             if (
@@ -134,10 +174,8 @@ def run_segments(
                 or (len(rows) != first + 1 and not (first == 0 and not rows))
             ):
                 raise CheckpointError(f"checkpoint {path}: its counters do not fit this run ({ck.counters})")
-            weights, traces, state = ck.trees["weights"], ck.trees["traces"], ck.trees["state"]
+            carry = {name: ck.trees[name] for name in carry}
             recorded = dict(ck.trees.get("recorded", {}))
-            if "time_ms" in recorded:
-                times.append(recorded.pop("time_ms"))
             if recorded:
                 pieces.append(recorded)
             root = ck.key if ck.key is not None else root
@@ -155,7 +193,7 @@ def run_segments(
     def wall() -> float:
         return round(wall0 + time.perf_counter() - t_wall, 2)
 
-    def checkpoint(s: int, w: Weights, tr: Weights, st: State) -> Path | None:
+    def checkpoint(s: int) -> Path | None:
         """The state after s segments (unless that one is already on disk)."""
         nonlocal saved
         if run is None:
@@ -163,8 +201,7 @@ def run_segments(
         if saved[0] == s:
             return saved[1]
         path = save_checkpoint(
-            checkpoint_path(run.checkpoint_dir, patterns_after(s)), cfg,
-            {"weights": w, "traces": tr, "state": st, "recorded": _concat(pieces, times)},
+            checkpoint_path(run.checkpoint_dir, patterns_after(s)), cfg, {**carry, "recorded": _concat(pieces)},
             counters={"segment": s, "patterns": patterns_after(s), "n_patterns": n_patterns,
                       "time_ms": patterns_after(s) * duration, "wall_s": wall()},
             key=root, meta={"rows": rows},
@@ -177,10 +214,10 @@ def run_segments(
         rows.append(row)
         if run is not None:
             run.log(**row)
-        say(_fmt(row))
+        say(describe(row))
 
     def interrupted(stop: StopRequest, s: int) -> RunInterrupted:
-        path = checkpoint(s, weights, traces, state)
+        path = checkpoint(s)
         p = patterns_after(s)
         assert run is not None and stop.signum is not None
         run.log(event="interrupted", signal=stop.name, patterns=p, time_ms=p * duration,
@@ -195,12 +232,15 @@ def run_segments(
     def diverged(e: DivergenceError, s: int, where: str) -> DivergenceError:
         e.note = where
         if run is not None:
-            e.checkpoint = checkpoint(s, weights, traces, state)
+            e.checkpoint = checkpoint(s)
             if e.last_good is not None and where.startswith("training"):
-                w, tr, st, n = e.last_good  # the last good chunk inside the segment, for inspection
+                # the last good chunk inside the segment, for inspection: (weights, traces, state[, step])
+                w, tr, st, *step = e.last_good
+                counters = {"segment": s, "time_ms": e.time}
+                if step:
+                    counters["step_in_segment"] = step[0]
                 save_checkpoint(run.checkpoint_dir / "diverged-last-good.npz", cfg,
-                                {"weights": w, "traces": tr, "state": st},
-                                counters={"segment": s, "step_in_segment": n, "time_ms": e.time})
+                                {"weights": w, "traces": tr, "state": st}, counters=counters)
             run.log(event="diverged", quantity=e.quantity, layer=e.layer, time_ms=e.time, where=where,
                     patterns=patterns_after(s), checkpoint=None if e.checkpoint is None else str(e.checkpoint))
         return e
@@ -209,16 +249,15 @@ def run_segments(
     if progress:
         from tqdm.auto import tqdm
 
-        remaining = (n_patterns - patterns_after(first)) * steps_per_pattern
+        remaining = (n_patterns - patterns_after(first)) * work_per_pattern
         bar = tqdm(total=remaining, unit="step", unit_scale=True, leave=False)
-    sol = None
     every = cfg.schedule.checkpoint_every
     guard = graceful_stop() if run is not None else contextlib.nullcontext(StopRequest())
     try:
         with guard as stop:
             if not rows:
                 try:
-                    log({"patterns": 0, "time_ms": 0.0, **evaluate(weights)})
+                    log({"patterns": 0, "time_ms": 0.0, **evaluate(carry)})
                 except DivergenceError as e:
                     raise diverged(e, 0, "in the evaluation of the initial weights") from None
             for s in range(first, n_seg):
@@ -226,51 +265,110 @@ def run_segments(
                     raise interrupted(stop, s)
                 n = min(seg, n_patterns - s * seg)
                 t0 = s * seg * duration
-                left = n * steps_per_pattern
+                left = n * work_per_pattern
 
-                def on_chunk(steps: int) -> None:
+                def on_chunk(units: int) -> None:
                     nonlocal left
-                    left -= steps
+                    left -= units
                     if bar is not None:
-                        bar.update(steps)
+                        bar.update(units)
                     if stop and left > 0:  # a finished segment is kept
                         raise _StopRequestedError
 
                 try:
-                    sol = simulate(
-                        model, weights, state, make_stream(s, n), duration=duration,
-                        key=jax.random.fold_in(root, s + 1), traces=traces, record=cfg.record, t0=t0,
-                        progress=on_chunk,
-                    )
+                    new, records = advance(Segment(s, s * seg, n, t0, _fold(root, s + 1)), carry, on_chunk)
                 except _StopRequestedError:
                     raise interrupted(stop, s) from None
                 except DivergenceError as e:
-                    raise diverged(e, s, f"training, segment {s}, patterns {s * seg}-{s * seg + n}") from None
+                    what = f"training {e.note}" if e.note else "training"
+                    raise diverged(e, s, f"{what}, segment {s}, patterns {s * seg}-{s * seg + n}") from None
                 try:
-                    metrics = evaluate(sol.weights)
+                    metrics = evaluate(new)
                 except DivergenceError as e:
                     raise diverged(e, s, f"in the evaluation after {s * seg + n} patterns") from None
-                weights, state, traces = sol.weights, sol.state, sol.traces
-                if sol.records:
-                    pieces.append(sol.records)
-                    times.append(sol.times)
+                carry = new
+                if records:
+                    pieces.append(records)
                 log({"patterns": s * seg + n, "time_ms": t0 + n * duration, "wall_s": wall(), **metrics})
                 if every and (s + 1) % every == 0:
-                    checkpoint(s + 1, weights, traces, state)
-            checkpoint(n_seg, weights, traces, state)
+                    checkpoint(s + 1)
+            checkpoint(n_seg)
             if stop:
                 raise interrupted(stop, n_seg)
     finally:
         if bar is not None:
             bar.close()
-    if sol is None:  # resumed a finished run
-        sol = Solution(weights, traces, state, {}, np.zeros(0))
-    return sol, rows, _concat(pieces, times)
+    return carry, rows, _concat(pieces)
 
 
-def _fmt(row: dict[str, Any]) -> str:
-    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "wall_s"]
-    return "  ".join(parts)
+def run_segments(
+    cfg: Config,
+    run: RunDir | None,
+    model: Model,
+    weights: Weights,
+    state: State,
+    make_stream: Callable[[int, int], Stream],
+    evaluate: Callable[[Weights], dict[str, Any]],
+    *,
+    n_patterns: int,
+    progress: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> tuple[Solution, list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Train one circuit for ``n_patterns`` patterns with :func:`simulate`, in segments of
+    ``cfg.schedule.segment``, through :func:`segmented_run` (checkpoints, resume, signals, divergence).
+
+    ``make_stream(segment_index, n)`` gives the segment's patterns and must be deterministic; segment s
+    uses the noise key ``fold_in(key(seed), s + 1)``; ``cfg.record`` is recorded. After every segment
+    ``evaluate(weights)`` is logged to the run's metrics. Returns the final weights, traces and state (as
+    a :class:`Solution` without records), the metric rows and the concatenated recorded traces (with
+    their times, ``time_ms``). Checkpoints hold the trees ``weights``, ``traces``, ``state`` and
+    ``recorded``.
+    """
+    duration = cfg.stimulus.duration
+
+    def advance(seg: Segment, c: dict[str, Any], on_chunk: Callable[[int], None]) -> tuple[dict[str, Any], dict]:
+        sol = simulate(
+            model, c["weights"], c["state"], make_stream(seg.index, seg.count), duration=duration, key=seg.key,
+            traces=c["traces"], record=cfg.record, t0=seg.t0, progress=on_chunk,
+        )
+        records = {**sol.records, "time_ms": sol.times} if sol.records else {}
+        return {"weights": sol.weights, "traces": sol.traces, "state": sol.state}, records
+
+    carry, rows, recorded = segmented_run(
+        cfg, run, {"weights": weights, "traces": zero_traces(weights), "state": state}, advance,
+        lambda c: evaluate(c["weights"]), n_patterns=n_patterns,
+        work_per_pattern=round(duration / model.simulation.dt), key=jax.random.key(cfg.seed),
+        progress=progress, echo=echo,
+    )
+    return Solution(carry["weights"], carry["traces"], carry["state"], {}, np.zeros(0)), rows, recorded
+
+
+@contextlib.contextmanager
+def restarting_run(run: RunDir | None, what: str) -> Iterator[Callable[[str], None]]:
+    """For a runner short enough (seconds) that checkpoints would save nothing worth having: on
+    ``--resume`` it starts again (metrics.jsonl is cut back to its events and a ``resumed`` event with
+    ``restarted: true`` is logged). Inside the block SIGINT/SIGTERM only set a flag; the runner calls the
+    yielded ``check(progress)`` between its steps, which then logs an ``interrupted`` event and raises
+    :class:`RunInterrupted` (``progress`` says how far it got). Without a run folder nothing is installed."""
+    if run is None:
+        yield lambda progress: None
+        return
+    if run.resume:
+        run.truncate_metrics(lambda r: "event" in r)
+        run.log(event="resumed", restarted=True, checkpoint=None)
+    with graceful_stop() as stop:
+
+        def check(progress: str) -> None:
+            if stop:
+                assert stop.signum is not None
+                run.log(event="interrupted", signal=stop.name, progress=progress, checkpoint=None)
+                raise RunInterrupted(
+                    stop.signum,
+                    f"interrupted by {stop.name} ({progress}); {what} takes seconds and keeps no checkpoints: "
+                    f"microcircuit run --resume {run.path} runs it again from the start",
+                )
+
+        yield check
 
 
 def initial_weights(

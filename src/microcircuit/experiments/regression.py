@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,11 +33,13 @@ from ..backprop import angle, backprop_updates, feedforward, update_scale
 from ..config import Config, Model
 from ..dynamics import dendrites, init_state
 from ..ensemble import simulate_ensemble, stack
+from ..errors import DivergenceError
 from ..network import Weights, self_predicting_weights
+from ..plasticity import zero_traces
 from ..runs import RunDir
 from ..simulate import Stream
 from ..transfer import phi
-from .common import build, deterministic
+from .common import Segment, build, deterministic, segmented_run
 
 __all__ = ["run", "teacher_potential"]
 
@@ -58,11 +59,15 @@ def teacher_potential(t_W: tuple[np.ndarray, ...], cfg: Config, x: np.ndarray) -
 
 def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
         echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The three learners side by side, segment by segment, through
+    :func:`~microcircuit.experiments.common.segmented_run`: checkpoints at segment boundaries hold the
+    microcircuit's ensemble weights, traces and state (trees ``weights``, ``traces``, ``state``), the
+    shallow learner's (tree ``shallow``) and backprop's W, b (tree ``backprop``), the seeds' keys and the
+    metric rows, so ``--resume`` continues bit for bit; SIGINT/SIGTERM and divergence as in docs/runs.md."""
     st, sch = cfg.stimulus, cfg.schedule
     N = cfg.network.depth
-    if run_dir is not None and run_dir.resume:  # no checkpoints here: a resumed run starts again
-        run_dir.truncate_metrics(lambda row: False)
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
+    S = len(seeds)
     model = cfg.model
     shallow = dataclasses.replace(  # the same circuit with W_1 .. W_{N−1} frozen
         model, plasticity=dataclasses.replace(model.plasticity, eta_W=(0.0,) * (N - 1) + model.plasticity.eta_W[-1:])
@@ -71,65 +76,74 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
     task = _Task(cfg, seeds)
     x_test, u_test = task.data([2], sch.n_test)
     test = _Evaluator(model, x_test, np.asarray(phi(cfg.network.transfer, jnp.asarray(u_test))), sch.settle)
-    segments = [min(sch.segment, st.n_patterns - i) for i in range(0, st.n_patterns, sch.segment)]
-    trials = np.array([0, *np.cumsum(segments)])
-
-    def log(name: str, j: int, metrics: dict[str, np.ndarray]) -> None:
-        for k, v in metrics.items():
-            history.setdefault(f"{name}_{k}", []).append(np.asarray(v))
-        if run_dir is not None:
-            run_dir.log(learner=name, trials=int(trials[j]), **metrics)
-        if echo:
-            parts = "  ".join(f"{k}={np.mean(v):.4g}" for k, v in metrics.items())
-            echo(f"{name:12s} trials={trials[j]}  {parts}  (means over seeds)")
-
-    history: dict[str, list[np.ndarray]] = {}
-    final: dict[str, Weights] = {}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        spp = round(st.duration / model.simulation.dt)
-        bar = tqdm(total=2 * st.n_patterns * spp * len(seeds), unit="step", unit_scale=True, leave=False)
-    t_wall = time.perf_counter()
-    try:
-        for name, m in (("microcircuit", model), ("shallow", shallow)):  # the same trials, weights and noise
-            w, traces = w0, None
-            state = stack([init_state(cfg.network, 1, model.simulation.dtype)] * len(seeds))
-            log(name, 0, test.circuit(w))
-            for i, count in enumerate(segments):
-                x, u = task.data([1, i], count)
-                stream = Stream(x[:, :, None], u[:, :, None], np.ones((len(seeds), count), bool))
-                keys = jnp.stack([jax.random.fold_in(jax.random.key(s), i + 1) for s in seeds])
-                sol = simulate_ensemble(m, w, state, stream, duration=st.duration, keys=keys, traces=traces,
-                                        progress=(lambda k: bar.update(k * len(seeds))) if bar is not None else None)
-                w, traces, state = sol.weights, sol.traces, sol.state
-                log(name, i + 1, test.circuit(w))
-            final[name] = w
-    finally:
-        if bar is not None:
-            bar.close()
     # The backprop reference: SGD on MODEL.md §5's network; per trial the step that rule (7) takes in the
     # weak-nudging limit, η_k · duration · λ_N·λ_A^{N−k}·c_k (backprop.update_scale).
     lrs = tuple(eta * st.duration * c for eta, c in zip(model.plasticity.eta_W, update_scale(model.conductances, N),
                                                           strict=True))
-    W, b = w0.W, w0.b
-    log("backprop", 0, test.feedforward(W, b))
-    for i, count in enumerate(segments):
-        x, u = task.data([1, i], count)
-        W, b = _sgd(model, W, b, jnp.asarray(x), jnp.asarray(u), lrs)
-        log("backprop", i + 1, test.feedforward(W, b))
+    circuit0 = {"weights": w0, "traces": jax.vmap(zero_traces)(w0),
+                "state": stack([init_state(cfg.network, 1, model.simulation.dtype)] * S)}
+    carry0 = {**circuit0, "shallow": circuit0, "backprop": {"W": w0.W, "b": w0.b}}
 
-    curves = {k: np.stack(v) for k, v in history.items()}  # (trial points, seeds)
-    summary = _summarise(curves, trials, seeds, lrs, time.perf_counter() - t_wall)
+    def advance(seg: Segment, c: dict[str, Any], on_chunk: Callable[[int], None]) -> tuple[dict[str, Any], dict]:
+        """Every learner through the segment's trials, on the same inputs, targets, initial weights and noise."""
+        x, u = task.data([1, seg.index], seg.count)
+        stream = Stream(x[:, :, None], u[:, :, None], np.ones((S, seg.count), bool))
+        out: dict[str, Any] = {}
+        for name, m, circuit in (("microcircuit", model, c), ("shallow", shallow, c["shallow"])):
+            try:
+                sol = simulate_ensemble(m, circuit["weights"], circuit["state"], stream, duration=st.duration,
+                                        keys=seg.key, traces=circuit["traces"], progress=lambda k: on_chunk(k * S))
+            except DivergenceError as e:
+                raise _in_run(e, seg.t0, f"the {name} ensemble") from None
+            out[name] = {"weights": sol.weights, "traces": sol.traces, "state": sol.state}
+        W, b = _sgd(model, c["backprop"]["W"], c["backprop"]["b"], jnp.asarray(x), jnp.asarray(u), lrs)
+        for i, a in enumerate((*W, *b)):
+            if not bool(jnp.all(jnp.isfinite(a))):
+                kind, layer = ("W", i + 1) if i < len(W) else ("b", i - len(W) + 1)
+                raise DivergenceError(kind, layer, seg.t0 + seg.count * st.duration,
+                                      "of the backprop baseline became NaN/Inf")
+        return {**out["microcircuit"], "shallow": out["shallow"], "backprop": {"W": W, "b": b}}, {}
+
+    def evaluate(c: dict[str, Any]) -> dict[str, Any]:
+        """Per learner and seed (lists over seeds: the rows are the same in memory and after a resume)."""
+        metrics = {"microcircuit": test.circuit(c["weights"]), "shallow": test.circuit(c["shallow"]["weights"]),
+                   "backprop": test.feedforward(c["backprop"]["W"], c["backprop"]["b"])}
+        return {f"{name}_{k}": np.asarray(v).tolist() for name in LEARNERS for k, v in metrics[name].items()}
+
+    def describe(row: dict[str, Any]) -> str:
+        lines = []
+        for name in LEARNERS:
+            parts = "  ".join(f"{k.removeprefix(name + '_')}={np.mean(v):.4g}" for k, v in row.items()
+                              if k.startswith(name + "_"))
+            lines.append(f"{name:12s} trials={row['patterns']}  {parts}  (means over seeds)")
+        return "\n".join(lines)
+
+    spp = round(st.duration / model.simulation.dt)
+    final, rows, _ = segmented_run(
+        cfg, run_dir, carry0, advance, evaluate, n_patterns=st.n_patterns, work_per_pattern=2 * spp * S,
+        key=jnp.stack([jax.random.key(s) for s in seeds]), progress=progress, echo=echo, describe=describe,
+    )
+    trials = np.array([r["patterns"] for r in rows])
+    curves = {k: np.array([r[k] for r in rows]) for k in rows[0] if k.startswith(LEARNERS)}  # (trial points, seeds)
+    summary = _summarise(curves, trials, seeds, lrs, rows[-1].get("wall_s", 0.0))
     if run_dir is not None:
         arrays = {"trials": trials, "seeds": np.array(seeds), **curves, "bp_learning_rates": np.array(lrs)}
-        for name, wf in final.items():
+        for name, wf in (("microcircuit", final["weights"]), ("shallow", final["shallow"]["weights"])):
             arrays.update({f"{name}_W_{i + 1}": wf.W[i] for i in range(N)})
             arrays.update({f"{name}_B_{i + 1}": wf.B[i] for i in range(N - 1)})
         run_dir.save_arrays(RunDir.TRACES, arrays)
         _figures(run_dir, curves, trials, N)
     return summary
+
+
+def _in_run(e: DivergenceError, t0: float, what: str) -> DivergenceError:
+    """``simulate_ensemble`` counts time from its own start: the same error at the run's simulated time
+    (the segment starts at ``t0``), noting ``what`` diverged."""
+    head = e.args[0].partition(f" at t = {e.time:.4g} ms")[0]
+    detail = head.partition(f"{e.quantity} of layer {e.layer} ")[2]
+    out = DivergenceError(e.quantity, e.layer, t0 + e.time, detail, e.last_good)
+    out.note = what
+    return out
 
 
 class _Task:

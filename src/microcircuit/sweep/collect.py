@@ -1,5 +1,9 @@
 """Results of a sweep: one table of every run (CSV), one of every trial (mean ± spread over seeds) and a
-summary plot. Everything is read back from the run folders, so it can be rebuilt at any time."""
+summary plot. Everything is read back from the run folders, so it can be rebuilt at any time.
+
+A row is one seed of one trial. A seed that ran in a vmapped run of several seeds (``seeds-A-B``) takes
+its row from that run's per-seed ``members`` summary, so the table reads the same whichever way the
+seeds ran; ``run_dir`` names the folder."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import RunDir, RunDirError, atomic_write
+from .seeds import MEMBERS, split_members, trial_runs
 from .spec import SweepSpec, _plain
 from .worker import read_failure
 
@@ -74,21 +79,26 @@ def collect(spec: SweepSpec, folder: Path, *, plot: bool = True) -> Collected:
     for d in trial_dirs:
         info = _read_trial(d)
         params = info.get("params", {}) if isinstance(info.get("params"), dict) else {}
-        seeds = {int(p.name.removeprefix("seed-")) for p in d.glob("seed-*") if p.name.removeprefix("seed-").isdigit()}
-        seeds |= set(spec.seeds)
+        have = trial_runs(d)
         values = []
         n_failed = 0
-        for seed in sorted(seeds):
-            run = d / f"seed-{seed}"
+        for seed in sorted(set(have) | set(spec.seeds)):
+            run = have[seed].path if seed in have else d / f"seed-{seed}"
             row: dict[str, Any] = {"trial": d.name, "seed": seed}
             row.update({k: params.get(k) for k in param_keys})
             summary: dict[str, Any] = {}
             if (run / RunDir.SUMMARY).is_file():
                 try:
-                    summary = json.loads((run / RunDir.SUMMARY).read_text())
+                    whole = json.loads((run / RunDir.SUMMARY).read_text())
+                    if not isinstance(whole, dict):
+                        raise ValueError("not a JSON object")
+                    summary = split_members(whole, have[seed].seeds)[seed]
+                    if not isinstance(summary, dict):
+                        raise ValueError(f"the summary of seed {seed} is not a JSON object")
                     row["status"] = "complete"
-                except ValueError:
+                except (ValueError, TypeError, AttributeError) as e:
                     row["status"] = "unreadable"
+                    row["error"] = f"{RunDir.SUMMARY}: {e}"
             elif (failure := read_failure(run)) is not None:
                 row["status"] = "failed"
                 row["error"] = str(failure.get("error", ""))
@@ -99,7 +109,8 @@ def collect(spec: SweepSpec, folder: Path, *, plot: bool = True) -> Collected:
             row["objective"] = obj if isinstance(obj, int | float) and not isinstance(obj, bool) else None
             if row["objective"] is not None and math.isfinite(row["objective"]):
                 values.append(float(row["objective"]))
-            row.update({k: v for k, v in summary.items() if k != "headline" and _scalar(v) and k not in row})
+            row.update({k: v for k, v in summary.items() if k not in ("headline", MEMBERS) and _scalar(v)
+                        and k not in row})
             row["run_dir"] = str(run.relative_to(folder))
             runs.append(row)
         n = len(values)

@@ -6,13 +6,14 @@ Sweep folder::
     DIR/sweep.json                      what fixes the trials (checked on --resume), sessions
     DIR/trials/trial-NNNN/trial.json    the trial's parameter values (and Optuna trial number)
     DIR/trials/trial-NNNN/seed-S/       an ordinary run folder (as `microcircuit run` writes one)
+    DIR/trials/trial-NNNN/seeds-A-B/    one run of seeds A..B as one vmapped program (seeds.py)
     DIR/results.csv, trials.csv, summary.png
     DIR/optuna.journal | optuna.db      the Optuna study (search.kind = "optuna")
     DIR/jax-cache/                      JAX's persistent compilation cache, shared by the workers
     DIR/slurm/                          submitit's job scripts, logs and pickles
 
-A run is finished once its summary.json exists; a resumed sweep never repeats it. One driver works on a
-folder at a time (an exclusive lock on DIR/.lock).
+A seed is finished once the summary.json of a run folder holding it exists; a resumed sweep never repeats
+it, whichever folder it is in. One driver works on a folder at a time (an exclusive lock on DIR/.lock).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from ..runs import RunDir, RunDirError, atomic_write
 from .collect import Collected, collect, fmt_params
 from .executors import Handle, LocalExecutor, SlurmExecutor, make_executor
 from .search import OptunaSearch, Trial, expand, trial_id
+from .seeds import MEMBERS, folder_name, group_seeds, read_summary, trial_runs, vmaps_seeds
 from .spec import SweepSpec, _plain
-from .worker import RunSpec, Task, read_failure
+from .worker import RunSpec, Task
 
 __all__ = ["SweepDir", "SweepReport", "report_lines", "run_sweep"]
 
@@ -136,8 +138,9 @@ class SweepDir:
     def trial_dir(self, trial_id: str) -> Path:
         return self.path / "trials" / trial_id
 
-    def run_dir(self, trial_id: str, seed: int) -> Path:
-        return self.trial_dir(trial_id) / f"seed-{seed}"
+    def run_dir(self, trial_id: str, seeds: int | tuple[int, ...]) -> Path:
+        """``seed-S`` for one seed, ``seeds-A-B`` for consecutive seeds run as one vmapped program."""
+        return self.trial_dir(trial_id) / folder_name((seeds,) if isinstance(seeds, int) else seeds)
 
     def write_trial(self, trial: Trial, optuna: bool = False) -> None:
         d = self.trial_dir(trial.id)
@@ -268,6 +271,8 @@ class _Progress:
             self.check_objective(o["summary"])
             v = o["summary"].get(self.spec.objective.key)
             done = "already done" if o.get("skipped") else f"{o['wall_s']} s on {o['worker']}"
+            if o.get("vmapped"):
+                done += f", vmapped with seeds {o['vmapped'][0]}..{o['vmapped'][-1]}"
             self.say(f"{head}: {self.spec.objective.key} = {v:.6g}  ({done})")
             self.ran += not o.get("skipped")
         elif o["status"] == "failed":
@@ -286,10 +291,41 @@ class _Progress:
         for r in h.task.runs:
             if (Path(r.path) / RunDir.SUMMARY).is_file():
                 continue
-            o = {"trial": h.task.trial, "seed": r.seed, "path": r.path, "status": "unfinished", "error": msg}
-            self.outcome(o)
-            out.append(o)
+            for seed in r.seeds:
+                o = {"trial": h.task.trial, "seed": seed, "path": r.path, "status": "unfinished", "error": msg}
+                self.outcome(o)
+                out.append(o)
         return out
+
+
+def _plan(spec: SweepSpec, folder: SweepDir, trial: Trial, *,
+          retry_failed: bool) -> tuple[list[RunSpec], list[int], list[int]]:
+    """(runs to start, seeds already done, seeds that failed before) of ``trial``. A seed is done when a
+    run folder holding it is complete, whether it ran alone or vmapped with others. Failed seeds are
+    rerun only with ``retry_failed``. An unfinished run folder with a checkpoint whose seeds are all left
+    is continued as it is; the other seeds left run as :func:`~.seeds.group_seeds` groups them:
+    consecutive ones as one vmapped run where the experiment supports it and ``executor.vmap_seeds``."""
+    from ..checkpoint import latest_checkpoint
+
+    have = trial_runs(folder.trial_dir(trial.id))
+    done = [s for s in spec.seeds if s in have and have[s].status == "complete"]
+    failed = [s for s in spec.seeds if s in have and have[s].status == "failed"]
+    left = [s for s in spec.seeds if s not in done and (retry_failed or s not in failed)]
+    if not left:
+        return [], done, failed
+    experiment = spec.trial_config(trial.params, left[0]).experiment
+    vmap = spec.executor.vmap_seeds and vmaps_seeds(experiment)
+    groups: list[tuple[int, ...]] = []
+    rest = set(left)
+    for g in sorted({have[s].seeds for s in left if s in have}):
+        resumable = latest_checkpoint(folder.run_dir(trial.id, g) / RunDir.CHECKPOINTS) is not None
+        if resumable and set(g) <= rest and (len(g) == 1 or vmap):
+            groups.append(g)
+            rest -= set(g)
+    groups += group_seeds([s for s in left if s in rest], vmap)
+    runs = [RunSpec(g, str(folder.run_dir(trial.id, g)), spec.trial_config(trial.params, g[0], len(g)))
+            for g in groups]
+    return runs, done, failed
 
 
 def _chunks(runs: list[RunSpec], k: int) -> list[tuple[RunSpec, ...]]:
@@ -323,26 +359,23 @@ def _fixed(spec: SweepSpec, folder: SweepDir, executor: LocalExecutor | SlurmExe
     skipped = failed_before = 0
     for trial in trials:
         folder.write_trial(trial)
-        runs = []
-        for seed in spec.seeds:
-            path = folder.run_dir(trial.id, seed)
-            if (path / RunDir.SUMMARY).is_file():
-                skipped += 1
-            elif read_failure(path) is not None and not retry_failed:
-                failed_before += 1
-            else:
-                runs.append(RunSpec(seed, str(path), spec.trial_config(trial.params, seed)))
+        runs, done, failed = _plan(spec, folder, trial, retry_failed=retry_failed)
+        skipped += len(done)
+        failed_before += 0 if retry_failed else len(failed)
         if runs:
             todo.append((trial, runs))
     if limit is not None:
         todo = todo[:limit]
-    n_runs = sum(len(r) for _, r in todo)
+    n_runs = sum(len(r.seeds) for _, runs in todo for r in runs)
+    n_vmapped = sum(len(r.seeds) > 1 for _, runs in todo for r in runs)
     say(f"sweep {spec.name!r}: {len(trials)} trial(s) x {len(spec.seeds)} seed(s); {skipped} run(s) already done"
         + (f", {failed_before} failed before (--retry-failed reruns them)" if failed_before else "")
-        + f"; {n_runs} to run on {spec.executor.kind} ({spec.executor.workers} worker(s))")
+        + f"; {n_runs} to run" + (f" ({n_vmapped} vmapped program(s) of several seeds)" if n_vmapped else "")
+        + f" on {spec.executor.kind} ({spec.executor.workers} worker(s))")
     progress = _Progress(spec, say, on_result, n_runs)
     progress.params = {t.id: dict(t.params) for t in trials}
-    # Seeds of a trial share one process (one compilation); split them only to keep every worker busy.
+    # The runs of a trial share one process (one compilation); split them only to keep every worker busy.
+    # A vmapped run of several seeds is never split.
     per_trial = math.ceil(spec.executor.workers / len(todo)) if todo else 1
     tasks = [Task(trial.id, chunk, cache) for trial, runs in todo for chunk in _chunks(runs, per_trial)]
 
@@ -390,19 +423,19 @@ def _optuna(spec: SweepSpec, folder: SweepDir, executor: LocalExecutor | SlurmEx
                 break
             folder.write_trial(trial, optuna=True)
             progress.params[trial.id] = dict(trial.params)
-            runs = []
-            for seed in spec.seeds:
-                path = folder.run_dir(trial.id, seed)
-                if read_failure(path) is not None and not retry_failed:
-                    runs = []
-                    say(f"{trial.id}: seed {seed} failed before (--retry-failed reruns it); the trial fails")
-                    search.tell(trial.number, None)
-                    break
-                skipped += (path / RunDir.SUMMARY).is_file()
-                runs.append(RunSpec(seed, str(path), spec.trial_config(trial.params, seed)))
-            if runs:
-                results[trial.id] = []
-                tasks.append(Task(trial.id, tuple(runs), cache))
+            runs, done, failed = _plan(spec, folder, trial, retry_failed=retry_failed)
+            if failed and not retry_failed:
+                say(f"{trial.id}: seed {failed[0]} failed before (--retry-failed reruns it); the trial fails")
+                search.tell(trial.number, None)
+                continue
+            # The finished runs too: they come back at once (already done) with the summaries the mean needs.
+            have = trial_runs(folder.trial_dir(trial.id))
+            finished_runs = {have[s].path: have[s].seeds for s in done}
+            runs = [RunSpec(seeds, str(path), spec.trial_config(trial.params, seeds[0], len(seeds)))
+                    for path, seeds in finished_runs.items()] + runs
+            skipped += len(done)
+            results[trial.id] = []
+            tasks.append(Task(trial.id, tuple(runs), cache))
         return tasks
 
     def finished(h: Handle, result: list[Outcome] | None, error: BaseException | None) -> None:
@@ -413,8 +446,9 @@ def _optuna(spec: SweepSpec, folder: SweepDir, executor: LocalExecutor | SlurmEx
                 progress.outcome(o)
         if any(o["status"] == "interrupted" for o in outs) or isinstance(error, KeyboardInterrupt | BrokenExecutor):
             return  # stopped by a signal (or the pool broke): left RUNNING, a resumed sweep continues it
-        values = [o["summary"].get(spec.objective.key) for o in outs if o["status"] == "complete"]
-        ok = len(values) == len(h.task.runs) and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+        by_seed = {o["seed"]: o for o in outs if o["seed"] in spec.seeds}
+        values = [o["summary"].get(spec.objective.key) for o in by_seed.values() if o["status"] == "complete"]
+        ok = len(values) == len(spec.seeds) and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
         value = sum(values) / len(values) if ok else None
         search.tell(number, value)
         best = search.best()
@@ -440,12 +474,12 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, resume: bool = False, retry_f
         raise ConfigError(f"--limit: must be >= 0, got {limit}")
     folder = SweepDir.open(out, spec, resume=resume)
     try:
-        done = next(folder.path.glob(f"trials/*/seed-*/{RunDir.SUMMARY}"), None)
-        summary = None
-        if done is not None:  # a resumed sweep: check the objective before running anything
-            with contextlib.suppress(ValueError, OSError):
-                summary = json.loads(done.read_text())
-        if isinstance(summary, dict):
+        done = next(folder.path.glob(f"trials/*/seed*-*/{RunDir.SUMMARY}"), None)
+        summary = read_summary(done.parent) if done is not None else None
+        if summary is not None:  # a resumed sweep: check the objective before running anything
+            members = summary.get(MEMBERS)
+            if isinstance(members, dict) and members and isinstance(next(iter(members.values())), dict):
+                summary = next(iter(members.values()))
             _check_objective(spec, summary)
         cache = _cache_dir(spec, folder)
         executor = make_executor(spec.executor, folder.path, spec.name)

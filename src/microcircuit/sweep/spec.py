@@ -222,11 +222,14 @@ class SlurmOptions:
 class ExecutorSpec:
     """Where trials run: ``local`` (this machine, ``workers`` processes) or ``slurm`` (one job per task,
     at most ``workers`` at once). ``compilation_cache``: JAX's persistent compilation cache shared by the
-    workers (true: ``jax-cache/`` in the sweep folder; false: off; a string: that folder)."""
+    workers (true: ``jax-cache/`` in the sweep folder; false: off; a string: that folder).
+    ``vmap_seeds``: run the consecutive seeds of a trial as one vmapped program where the experiment
+    supports it (:mod:`microcircuit.sweep.seeds`); false: one run per seed."""
 
     kind: str = "local"
     workers: int = 1
     compilation_cache: bool | str = True
+    vmap_seeds: bool = True
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
     def __post_init__(self) -> None:
@@ -237,8 +240,9 @@ class ExecutorSpec:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A whole sweep. ``config`` is the base config with ``set`` applied (``seed`` aside, every trial run
-    is this config with its parameter values and one of ``seeds``)."""
+    """A whole sweep. ``config`` is the base config with ``set`` applied and ``n_seeds = 1`` (``seed``
+    aside, every trial run is this config with its parameter values and one of ``seeds``, or several
+    consecutive ones as one vmapped run)."""
 
     name: str
     base: str
@@ -251,9 +255,10 @@ class SweepSpec:
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     source: Path | None = None
 
-    def trial_config(self, params: Mapping[str, Any], seed: int) -> Config:
-        """The config of one run: ``params`` (dotted key -> value) over the base, with ``seed``."""
-        return _with(self.config, {**params, "seed": seed})
+    def trial_config(self, params: Mapping[str, Any], seed: int, n_seeds: int = 1) -> Config:
+        """The config of one run: ``params`` (dotted key -> value) over the base, with ``seed`` (and, for a
+        vmapped run of seeds ``seed .. seed + n_seeds − 1``, ``n_seeds``)."""
+        return _with(self.config, {**params, "seed": seed, "n_seeds": n_seeds})
 
     def fingerprint(self) -> dict[str, Any]:
         """What fixes the trials of this sweep: a resumed sweep must agree on all of it. ``search.n_trials``,
@@ -482,7 +487,8 @@ def parse_sweep(data: Mapping[str, Any], *, root: Path = Path("."), name: str = 
            f"expected a non-empty name without '/', got {sweep_name!r}")
     _check("base" in data, "base", "missing: name a preset (e.g. 'fig-s1') or a config file")
     cfg, overrides = _base_config(data["base"], data.get("set"), root)
-    seeds = _seeds(data["seeds"]) if "seeds" in data else (cfg.seed,)
+    seeds = _seeds(data["seeds"]) if "seeds" in data else tuple(range(cfg.seed, cfg.seed + cfg.n_seeds))
+    cfg = dataclasses.replace(cfg, n_seeds=1)  # the sweep sets n_seeds per run (vmapped seeds)
 
     def section(key: str) -> dict[str, Any]:
         v = data.get(key, {})

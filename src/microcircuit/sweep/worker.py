@@ -1,11 +1,17 @@
 """What a worker process (local pool or SLURM job) does: run one task, i.e. some seeds of one trial.
 
+A task is a list of runs. A run is one seed, or, where the experiment runs ``n_seeds`` seeds as one
+vmapped ensemble (see :mod:`microcircuit.sweep.seeds`; today Fig. 2's ``regression``), consecutive seeds
+``A..B`` of the trial together: one run folder ``seeds-A-B`` with ``seed = A``, ``n_seeds = B − A + 1``,
+one compiled program advancing every seed at once. Its summary.json gets ``members`` (each seed's own
+summary) before it is written, and the task reports one outcome per seed from them.
+
 Each run is an ordinary run folder written exactly as ``microcircuit run`` writes one (config.toml,
 environment.json, metrics, checkpoints, summary.json last). A folder that already holds a summary is
 not run again; one left partial by an interrupted sweep continues from its newest checkpoint (or starts
-over when it has none). The seeds of a task run one after another in the same process, so JAX compiles
-the trial's programs once and reuses them for every further seed (the model is the same; only weights,
-patterns and noise differ).
+over when it has none). The runs of a task run one after another in the same process, so JAX compiles
+the trial's programs once and reuses them for every further run of the same shape (the model is the
+same; only weights, patterns and noise differ).
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from .seeds import FAILED, MEMBERS, member_summaries, split_members, vmaps_seeds
 
-__all__ = ["FAILED", "RunSpec", "Task", "TaskRunner", "init_local_worker", "read_failure", "run_task"]
+__all__ = ["FAILED", "RunSpec", "Task", "TaskRunner", "execute", "init_local_worker", "read_failure", "run_task"]
 
-FAILED = "failed.json"  # written into a run folder whose run raised an error
 _busy = False  # True while this process runs a task
 _stopped = ""  # set by a signal: tasks that reach this worker afterwards are not started
 
@@ -67,14 +73,26 @@ class TaskRunner:
 
 @dataclass(frozen=True)
 class RunSpec:
-    seed: int
+    """One run folder: one seed, or consecutive ``seeds`` run as one vmapped program (``config.seed`` is
+    the first, ``config.n_seeds`` their number)."""
+
+    seeds: tuple[int, ...]
     path: str
     config: Config
+
+    def __post_init__(self) -> None:
+        if (self.config.seed, self.config.n_seeds) != (self.seeds[0], len(self.seeds)):
+            raise ValueError(f"run {self.path}: config has seed {self.config.seed}, n_seeds {self.config.n_seeds} "
+                             f"for seeds {self.seeds}")
+
+    @property
+    def seed(self) -> int:
+        return self.seeds[0]
 
 
 @dataclass(frozen=True)
 class Task:
-    """Seeds of one trial, run one after another in one process."""
+    """Runs (seeds) of one trial, run one after another in one process."""
 
     trial: str
     runs: tuple[RunSpec, ...]
@@ -103,7 +121,8 @@ def read_failure(path: Path) -> dict[str, Any] | None:
 
 def execute(cfg: Config, path: Path) -> tuple[dict[str, Any], bool]:
     """Run ``cfg`` into the run folder ``path`` the way ``microcircuit run`` does; returns (summary,
-    skipped) where ``skipped`` means the folder already held a finished run."""
+    skipped) where ``skipped`` means the folder already held a finished run. With ``n_seeds`` > 1 (an
+    experiment that vmaps its seeds), the summary also holds ``members``: seed -> that seed's summary."""
     from ..checkpoint import NON_COMPUTATIONAL, config_differences, latest_checkpoint
     from ..config import load_toml
     from ..experiments import get_experiment
@@ -131,6 +150,11 @@ def execute(cfg: Config, path: Path) -> tuple[dict[str, Any], bool]:
     t = time.perf_counter()
     summary = runner(cfg, run_dir, progress=False, echo=None)
     summary["wall_s"] = round(time.perf_counter() - t, 1)
+    if cfg.n_seeds > 1 and vmaps_seeds(cfg.experiment):  # per-seed results first: summary.json comes last
+        members = member_summaries(cfg.experiment, path, summary)
+        for m in members.values():
+            m["wall_s"] = summary["wall_s"]  # the whole ensemble's: its seeds ran as one program
+        summary[MEMBERS] = members
     run_dir.write_summary(summary)
     return summary, False
 
@@ -159,29 +183,39 @@ def _run_task(task: Task) -> list[dict[str, Any]]:
     for run in task.runs:
         path = Path(run.path)
         t = time.perf_counter()
-        out: dict[str, Any] = {"trial": task.trial, "seed": run.seed, "path": run.path, "worker": where}
+        base: dict[str, Any] = {"trial": task.trial, "path": run.path, "worker": where}
+        if len(run.seeds) > 1:
+            base["vmapped"] = list(run.seeds)
         if _stopped:
-            outcomes.append({**out, "status": "interrupted", "error": f"not started ({_stopped})", "wall_s": 0.0})
+            outcomes += _each(base, run.seeds, status="interrupted", error=f"not started ({_stopped})", wall_s=0.0)
             continue
         try:
             summary, skipped = execute(run.config, path)
+            members = split_members(summary, run.seeds, path, run.config.experiment)
         except KeyboardInterrupt as e:  # RunInterrupted included: the run checkpointed; stop this task
-            out.update(status="interrupted", error=str(e) or type(e).__name__, wall_s=round(time.perf_counter() - t, 1))
-            outcomes.append(out)
+            outcomes += _each(base, run.seeds, status="interrupted", error=str(e) or type(e).__name__,
+                              wall_s=round(time.perf_counter() - t, 1))
             break
         except Exception as e:
             error = f"{type(e).__name__}: {e}"
-            out.update(status="failed", error=error, wall_s=round(time.perf_counter() - t, 1))
+            outcomes += _each(base, run.seeds, status="failed", error=error, wall_s=round(time.perf_counter() - t, 1))
             try:
                 from ..runs import RunDir
 
-                RunDir(path).write_json(FAILED, {"error": error, "traceback": traceback.format_exc(), "worker": where,
-                                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                if not RunDir(path).is_complete():
+                    RunDir(path).write_json(FAILED, {"error": error, "traceback": traceback.format_exc(),
+                                                     "worker": where, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             except OSError:
                 pass
         else:
-            summary.pop("headline", None)
-            out.update(status="complete", summary=summary, skipped=skipped,
-                       wall_s=summary.get("wall_s", round(time.perf_counter() - t, 1)))
-        outcomes.append(out)
+            wall = summary.get("wall_s", round(time.perf_counter() - t, 1))
+            for s in run.seeds:
+                one = {k: v for k, v in members[s].items() if k not in ("headline", MEMBERS)}
+                outcomes.append({**base, "seed": s, "status": "complete", "summary": one, "skipped": skipped,
+                                 "wall_s": wall})
     return outcomes
+
+
+def _each(base: dict[str, Any], seeds: tuple[int, ...], **fields: Any) -> list[dict[str, Any]]:
+    """One outcome per seed of a run (a vmapped run's seeds share its fate)."""
+    return [{**base, "seed": s, **fields} for s in seeds]
