@@ -32,6 +32,14 @@ def test_quick_preset_learns_the_embedded_subset(tmp_path):
     assert [r["epoch"] for r in rows] == list(range(1, cfg.training.epochs + 1))
 
 
+def test_dynamics_learn_the_embedded_subset():
+    """`microcircuit run mnist-dynamics --quick`, 2 epochs: the continuous-time dynamics learn (errors read
+    from the dynamics too)."""
+    cfg = apply_overrides(get_preset("mnist-dynamics", quick=True), ["training.epochs=2"])
+    summary = mnist_exp.run(cfg, None)
+    assert summary["test_error"] < 0.3, summary["headline"]  # chance: 0.9
+
+
 @pytest.mark.parametrize("preset", ["mnist-backprop", "mnist-shallow", "mnist-frozen-w2", "mnist-learned-feedback"])
 def test_baselines_run_and_beat_chance(tmp_path, preset):
     cfg = apply_overrides(get_preset(preset, quick=True), ["training.epochs=2", "training.n_train=1800"])
@@ -53,12 +61,16 @@ def test_frozen_matrices_do_not_move():
     assert rates.eta_W[1] == 0 and rates.eta_W[0] > 0  # the preset freezes W_2 and trains W_1
 
 
-def test_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch):
-    cfg = apply_overrides(get_preset("mnist", quick=True), TINY)
+@pytest.mark.parametrize("preset", ["mnist", "mnist-dynamics"])
+def test_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch, preset):
+    """SIGINT in epoch 2, then resume: the same curve, test error and best weights, bit for bit (the
+    dynamics also carry potentials from epoch to epoch: they are checkpointed too)."""
+    cfg = apply_overrides(get_preset(preset, quick=True), TINY)
     reference = mnist_exp.run(cfg, RunDir.create(tmp_path / "ref"))
 
     calls = {"n": 0}
-    real = mnist_exp.train_epoch
+    name = "_dynamics_chunk" if preset == "mnist-dynamics" else "train_epoch"
+    real = getattr(mnist_exp, name)
 
     def interrupting(*args, **kwargs):  # SIGINT to ourselves in the middle of epoch 2
         calls["n"] += 1
@@ -66,14 +78,14 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mnist_exp, "train_epoch", interrupting)
+    monkeypatch.setattr(mnist_exp, name, interrupting)
     monkeypatch.setattr(mnist_exp, "_CHUNK", 1)  # one mini-batch per compiled call, so the stop lands mid-epoch
     run_dir = RunDir.create(tmp_path / "run")
     with pytest.raises(RunInterrupted) as info:
         mnist_exp.run(cfg, run_dir)
     assert info.value.exit_code == 130
     assert info.value.checkpoint is not None and info.value.checkpoint.name.startswith("ckpt-")
-    monkeypatch.setattr(mnist_exp, "train_epoch", real)
+    monkeypatch.setattr(mnist_exp, name, real)
     resumed = mnist_exp.run(cfg, RunDir.create(tmp_path / "run", resume=True))
     assert resumed["validation_curve"] == reference["validation_curve"]
     assert resumed["test_error"] == reference["test_error"]

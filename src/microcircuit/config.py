@@ -369,8 +369,10 @@ class Training:
     """Mini-batch training in the steady-state mode (MODEL.md §6) and its baselines.
 
     ``method``: ``microcircuit`` (rules 7–10 at the swept steady state; matrices with η = 0 frozen, so
-    the shallow learner and frozen-W_2 variants are rate settings) or ``backprop`` (SGD on the
-    feed-forward network of §5 with learning rate ``lr_backprop``). ``data``: ``mnist-subset`` (embedded),
+    the shallow learner and frozen-W_2 variants are rate settings), ``backprop`` (SGD on the
+    feed-forward network of §5 with learning rate ``lr_backprop``) or ``dynamics`` (the continuous-time
+    dynamics of §2–§3, each mini-batch shown for ``stimulus.duration`` ms; errors read from the dynamics
+    after ``eval_duration`` ms from rest). ``data``: ``mnist-subset`` (embedded),
     ``mnist`` (the cache filled by ``microcircuit data fetch-mnist``) or a path to MNIST files.
     ``n_train`` > 0 trains on the first n_train training images only (for searches).
     Learning rates are per ms and applied over ``stimulus.duration`` per mini-batch (§7).
@@ -387,13 +389,15 @@ class Training:
     r_high: float = 0.8
     lr_backprop: float = 0.01
     lr_decay: float = 1.0
+    eval_duration: float = 20.0
 
     def __post_init__(self) -> None:
         _check(
-            self.method in ("microcircuit", "backprop"),
+            self.method in ("microcircuit", "backprop", "dynamics"),
             "training.method",
-            f"must be 'microcircuit' or 'backprop', got {self.method!r}",
+            f"must be 'microcircuit', 'backprop' or 'dynamics', got {self.method!r}",
         )
+        _positive("training.eval_duration", self.eval_duration)
         _check(self.epochs >= 1, "training.epochs", f"must be >= 1, got {self.epochs}")
         _check(self.batch >= 1, "training.batch", f"must be >= 1, got {self.batch}")
         _check(self.n_passes >= 1, "training.n_passes", f"must be >= 1, got {self.n_passes}")

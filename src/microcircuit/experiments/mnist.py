@@ -1,9 +1,15 @@
-"""Fig. 3: MNIST in the steady-state mode (MODEL.md §6, §7), and its baselines.
+"""Fig. 3: MNIST in the steady-state mode (MODEL.md §6, §7), its baselines, and in continuous time.
 
 784-500-500-10 with logistic φ and biases, one-hot targets r ∈ {0.1, 0.8} nudging towards
 u_trgt = φ⁻¹(r), self-predicting initialisation, B and PI fixed, W and IP plastic, mini-batches of 10,
-validation after every epoch, the best epoch kept, test error at the end. ``training.method =
-"backprop"`` trains the same feed-forward network (§5) by SGD instead.
+validation after every epoch, the best epoch kept, test error at the end. ``training.method``:
+
+* ``microcircuit``: rules (7)–(10) at the swept steady state of §6 (the paper's scheme);
+* ``backprop``: the same feed-forward network (§5) trained by SGD;
+* ``dynamics``: the full dynamics of §2–§3 (:func:`microcircuit.simulate.simulate`): each mini-batch is
+  presented for ``stimulus.duration`` ms with its target on and plasticity always on, back to back,
+  the potentials carried from one mini-batch to the next; errors are read from the dynamics too
+  (``training.eval_duration`` ms from rest, no target, σ = 0).
 """
 
 from __future__ import annotations
@@ -23,14 +29,17 @@ from ..backprop import backprop_updates
 from ..checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from ..config import Config, Model
 from ..data import load, paper_split, preprocess
+from ..dynamics import State, init_state
 from ..errors import DivergenceError, RunInterrupted
 from ..network import Weights
+from ..plasticity import zero_traces
 from ..runs import RunDir, StopRequest, graceful_stop
+from ..simulate import Stream, simulate
 from ..steady_state import predict, train_step
 from ..transfer import phi_inv
-from .common import build
+from .common import build, deterministic
 
-__all__ = ["error_rate", "load_split", "run", "train_epoch"]
+__all__ = ["dynamic_error_rate", "error_rate", "load_split", "run", "train_epoch"]
 
 _CHUNK = 500  # mini-batches per compiled call: the progress bar and the stop check advance per call
 
@@ -92,6 +101,30 @@ def error_rate(model: Model, w: Weights, x: np.ndarray, y: np.ndarray, batch: in
     return wrong / x.shape[0]
 
 
+def dynamic_error_rate(model: Model, w: Weights, x: np.ndarray, y: np.ndarray, duration: float,
+                       batch: int = 1000) -> float:
+    """Fraction misclassified by the dynamics: each image shown for ``duration`` ms from rest, no target,
+    σ = 0, no plasticity; the label is the arg max of u_N at the end."""
+    m0 = deterministic(model)
+    wrong = 0
+    for s in range(0, x.shape[0], batch):
+        xb = np.asarray(x[s : s + batch], np.float32)
+        sol = simulate(m0, w, init_state(model.network, xb.shape[0], model.simulation.dtype), Stream.of(xb[None]),
+                       duration=duration, plastic=False)
+        wrong += int(np.sum(np.argmax(np.asarray(sol.state.u[-1]), -1) != y[s : s + batch]))
+    return wrong / x.shape[0]
+
+
+def _dynamics_chunk(model: Model, cfg: Config, w: Weights, tr: Weights, state: State, x: jax.Array,
+                    u_trgt: jax.Array, idx: jax.Array, lr: float, key: jax.Array) -> tuple[Weights, Weights, State]:
+    """Mini-batches ``idx`` (n, B) presented back to back through the dynamics, target on, plastic."""
+    stream = Stream(x[idx], u_trgt[idx], jnp.ones(idx.shape[0], bool))
+    spp = round(cfg.stimulus.duration / model.simulation.dt)
+    sol = simulate(model, w, state, stream, duration=cfg.stimulus.duration, key=key, traces=tr, lr_scale=lr,
+                   chunk_steps=spp * idx.shape[0])
+    return sol.weights, sol.traces, sol.state
+
+
 def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
         echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     tr = cfg.training
@@ -104,14 +137,20 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
     x_dev = jnp.asarray(x_train, model.simulation.dtype)
     nb = x_train.shape[0] // tr.batch
     chunk = max(1, min(nb, _CHUNK))
+    dynamic = tr.method == "dynamics"
+    # the dynamics carry potentials and τ_w traces from one mini-batch (and epoch) to the next
+    state, traces = init_state(model.network, tr.batch, model.simulation.dtype), zero_traces(w)
     best: tuple[float, int, Weights] | None = None
     rows: list[dict[str, Any]] = []
     first_epoch = 1
     if run_dir is not None and run_dir.resume:  # continue from the newest epoch checkpoint
         path = latest_checkpoint(run_dir.checkpoint_dir)
         if path is not None:
-            ck = load_checkpoint(path, cfg, like={"weights": w, "best": w})
+            like = {"weights": w, "best": w} | ({"state": state, "traces": traces} if dynamic else {})
+            ck = load_checkpoint(path, cfg, like=like)
             w, rows = ck.trees["weights"], list(ck.meta["rows"])
+            if dynamic:
+                state, traces = ck.trees["state"], ck.trees["traces"]
             first_epoch = int(ck.counters["epoch"]) + 1
             best = (float(ck.counters["best_validation"]), int(ck.counters["best_epoch"]), ck.trees["best"])
             run_dir.truncate_metrics(lambda r: "event" in r or r.get("epoch", first_epoch) < first_epoch)
@@ -121,18 +160,26 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
     def checkpoint(epoch: int) -> Path | None:
         if run_dir is None or best is None:
             return None
+        trees = {"weights": w, "best": best[2]} | ({"state": state, "traces": traces} if dynamic else {})
         path = save_checkpoint(
-            checkpoint_path(run_dir.checkpoint_dir, epoch), cfg, {"weights": w, "best": best[2]},
+            checkpoint_path(run_dir.checkpoint_dir, epoch), cfg, trees,
             counters={"epoch": epoch, "best_epoch": best[1], "best_validation": best[0]}, meta={"rows": rows},
         )
         prune_checkpoints(run_dir.checkpoint_dir, keep=cfg.schedule.keep_checkpoints)
         return path
 
+    n_check = 2_000 if dynamic else 10_000  # training images whose error is logged per epoch
+
+    def errors(w: Weights, x: np.ndarray, y: np.ndarray) -> float:
+        if dynamic:
+            return dynamic_error_rate(model, w, x, y, tr.eval_duration)
+        return error_rate(model, w, x, y)
+
     t_start = time.perf_counter()
     guard = graceful_stop() if run_dir is not None else contextlib.nullcontext(StopRequest())
     with guard as stop:
         for epoch in range(first_epoch, tr.epochs + 1):
-            w_start = w
+            w_start, state_start, traces_start = w, state, traces
             t0 = time.perf_counter()
             perm = np.random.default_rng([cfg.seed, 3, epoch]).permutation(x_train.shape[0])[: nb * tr.batch]
             idx = jnp.asarray(perm.reshape(nb, tr.batch).astype(np.int32))
@@ -146,7 +193,7 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
                 if stop:  # drop the partial epoch: it is recomputed identically on resume
                     if bar is not None:
                         bar.close()
-                    w = w_start
+                    w, state, traces = w_start, state_start, traces_start
                     path = checkpoint(epoch - 1)
                     assert run_dir is not None and stop.signum is not None
                     run_dir.log(event="interrupted", signal=stop.name, epoch=epoch - 1,
@@ -154,8 +201,21 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
                     raise RunInterrupted(
                         stop.signum, f"interrupted by {stop.name} during epoch {epoch}; checkpoint {path}; "
                         f"continue with: microcircuit run --resume {run_dir.path}", path)
-                w = train_epoch(model, w, x_dev, u_trgt, idx[s : s + chunk], jnp.asarray(lr, x_dev.dtype),
-                                method=tr.method, duration=cfg.stimulus.duration, n_passes=tr.n_passes)
+                if dynamic:
+                    key = jax.random.fold_in(jax.random.key(cfg.seed), epoch * 1_000_003 + s)
+                    try:
+                        w, traces, state = _dynamics_chunk(model, cfg, w, traces, state, x_dev, u_trgt,
+                                                           idx[s : s + chunk], lr, key)
+                    except DivergenceError as e:
+                        if bar is not None:
+                            bar.close()
+                        w, state, traces = w_start, state_start, traces_start
+                        e.note = f"epoch {epoch}, {s * tr.batch} images in; time counted from image {s * tr.batch}"
+                        e.checkpoint = checkpoint(epoch - 1)
+                        raise
+                else:
+                    w = train_epoch(model, w, x_dev, u_trgt, idx[s : s + chunk], jnp.asarray(lr, x_dev.dtype),
+                                    method=tr.method, duration=cfg.stimulus.duration, n_passes=tr.n_passes)
                 if bar is not None:
                     bar.update(min(chunk, nb - s))
             if bar is not None:
@@ -163,13 +223,13 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
             jax.block_until_ready(w)
             epoch_s = time.perf_counter() - t0
             if not all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(w)):
-                w = w_start
+                w, state, traces = w_start, state_start, traces_start
                 path = checkpoint(epoch - 1)
                 raise DivergenceError("weights", 0, epoch * nb * cfg.stimulus.duration,
                                       f"became NaN/Inf in epoch {epoch} (last good checkpoint: {path})")
-            val = error_rate(model, w, *data["validation"])
-            train_err = error_rate(model, w, x_train[:10_000], y_train[:10_000])
-            row = {"epoch": epoch, "validation_error": val, "train_error_10k": train_err,
+            val = errors(w, *data["validation"])
+            train_err = errors(w, x_train[:n_check], y_train[:n_check])
+            row = {"epoch": epoch, "validation_error": val, f"train_error_{n_check // 1000}k": train_err,
                    "epoch_s": round(epoch_s, 2), "lr_scale": lr}
             rows.append(row)
             if run_dir is not None:
@@ -184,7 +244,7 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
                 checkpoint(epoch)
     assert best is not None
     val_best, epoch_best, w_best = best
-    test = error_rate(model, w_best, *data["test"])
+    test = errors(w_best, *data["test"])
     summary = {
         "method": tr.method,
         "epochs": tr.epochs,
@@ -219,7 +279,8 @@ def _figure(run_dir: RunDir, rows: list[dict[str, Any]], name: str) -> None:
     ep = [r["epoch"] for r in rows]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(ep, [100 * r["validation_error"] for r in rows], "o-", ms=3, label="validation")
-    ax.plot(ep, [100 * r["train_error_10k"] for r in rows], "s-", ms=3, label="train (first 10k)")
+    key = next(k for k in rows[0] if k.startswith("train_error_"))
+    ax.plot(ep, [100 * r[key] for r in rows], "s-", ms=3, label=f"train (first {key.rsplit('_', 1)[1]})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("error (%)")
     ax.set_yscale("log")

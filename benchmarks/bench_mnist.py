@@ -1,0 +1,129 @@
+"""Time per MNIST training image: continuous time (B = 1 and the preset's B), steady state, backprop.
+
+All four train the 784-500-500-10 network of the MNIST presets on the embedded MNIST subset (the time
+per image does not depend on which images), float32, after a warm-up call that compiles each:
+
+    dynamics B=1     mnist-dynamics with training.batch = 1 (the paper's online learning)
+    dynamics B=10    mnist-dynamics as it is (24 ms per mini-batch, dt = 0.5 ms, exponential integrator)
+    steady state     mnist (MODEL.md §6, one up/down pass per mini-batch of 10)
+    backprop         mnist-backprop (SGD, mini-batch 10)
+
+Each is timed ``--repeats`` times over a fixed number of images; the median is reported with min/max,
+as ms per image, as seconds per 55,000-image epoch, and as a ratio to the backprop baseline measured in
+the same run. The issue's targets: continuous time ≤ 10 min per epoch, steady state ≤ 60 s per epoch
+and ≤ 2× backprop (2 CPU cores).
+
+Run from the repository root:
+
+    PYTHONPATH=src python benchmarks/bench_mnist.py            # ~2-3 min on 2 cores
+    PYTHONPATH=src python benchmarks/bench_mnist.py --quick    # ~1 min
+
+See docs/benchmarks.md for measured figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from microcircuit.config import Config, apply_overrides
+from microcircuit.dynamics import init_state
+from microcircuit.experiments import mnist as mnist_exp
+from microcircuit.experiments.common import build
+from microcircuit.plasticity import zero_traces
+from microcircuit.presets import get_preset
+from microcircuit.transfer import phi_inv
+
+EPOCH = 55_000
+
+
+def _data(cfg: Config) -> tuple[jax.Array, jax.Array]:
+    data = mnist_exp.load_split(cfg)
+    x, y = data["train"]
+    tr = cfg.training
+    rates = np.where(np.eye(10, dtype=bool)[y], tr.r_high, tr.r_low).astype(np.float32)
+    return jnp.asarray(x, jnp.float32), jnp.asarray(phi_inv(cfg.network.transfer, rates), jnp.float32)
+
+
+def _timer(cfg: Config, n_images: int):
+    """A function that trains on ``n_images`` images (whole mini-batches) and blocks until done."""
+    model, w0, _ = build(cfg)
+    x, u_trgt = _data(cfg)
+    B = cfg.training.batch
+    nb = n_images // B
+    idx = jnp.asarray(np.arange(nb * B).reshape(nb, B) % x.shape[0], jnp.int32)
+    if cfg.training.method == "dynamics":
+        state, traces = init_state(model.network, B), zero_traces(w0)
+
+        def go() -> None:
+            w, _, s = mnist_exp._dynamics_chunk(model, cfg, w0, traces, state, x, u_trgt, idx, 1.0, jax.random.key(0))
+            jax.block_until_ready((w, s))
+    else:
+        lr = jnp.asarray(cfg.training.lr_backprop if cfg.training.method == "backprop" else 1.0, jnp.float32)
+
+        def go() -> None:
+            w = mnist_exp.train_epoch(model, w0, x, u_trgt, idx, lr, method=cfg.training.method,
+                                      duration=cfg.stimulus.duration, n_passes=cfg.training.n_passes)
+            jax.block_until_ready(w)
+
+    return go, nb * B
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer images and repeats")
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args()
+    repeats = args.repeats or (2 if args.quick else 3)
+    subset = ["training.data=mnist-subset", "training.n_validation=200"]
+    cases = [  # name, preset, overrides, images timed (full / quick)
+        ("dynamics B=1", "mnist-dynamics", ["training.batch=1"], (200, 50)),
+        ("dynamics B=10", "mnist-dynamics", [], (1000, 300)),
+        ("steady state B=10", "mnist", [], (1800, 1800)),
+        ("backprop B=10", "mnist-backprop", [], (1800, 1800)),
+    ]
+    print(f"  CPU      {platform.processor() or platform.machine()}, os.cpu_count() = {os.cpu_count()}, "
+          f"JAX {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind})")
+    print(f"  load     {' '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min) at start")
+    rows = []
+    for name, preset, sets, n in cases:
+        cfg = apply_overrides(get_preset(preset), subset + sets)
+        go, n_img = _timer(cfg, n[1] if args.quick else n[0])
+        t0 = time.perf_counter()
+        go()  # compile + one run
+        warm = time.perf_counter() - t0
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            go()
+            times.append(time.perf_counter() - t0)
+        per = [t / n_img for t in times]
+        rows.append((name, cfg, n_img, statistics.median(per), min(per), max(per)))
+        print(f"  timed    {name}: {n_img} images x {repeats} (warm-up {warm:.1f} s)")
+    bp = next(r[3] for r in rows if r[0].startswith("backprop"))
+    print()
+    head = ("case", "steps/image", "ms/image", "min", "max", "s/epoch", "vs backprop")
+    print(f"{head[0]:<18}  {head[1]:>11}  {head[2]:>9}  {head[3]:>7}  {head[4]:>7}  {head[5]:>8}  {head[6]:>11}")
+    print("-" * 82)
+    for name, cfg, _, med, lo, hi in rows:
+        steps = (round(cfg.stimulus.duration / cfg.simulation.dt) / cfg.training.batch
+                 if cfg.training.method == "dynamics" else float("nan"))
+        st = f"{steps:.1f}" if steps == steps else "-"
+        print(f"{name:<18}  {st:>11}  {1e3 * med:9.3f}  {1e3 * lo:7.3f}  {1e3 * hi:7.3f}  {EPOCH * med:8.1f}  "
+              f"{med / bp:10.2f}x")
+    print()
+    print("ms/image: median over repeats (min, max alongside); s/epoch = 55,000 x median; steps/image: Euler "
+          "steps per image (a step advances the whole mini-batch). Targets: dynamics <= 600 s/epoch, "
+          "steady state <= 60 s/epoch and <= 2x backprop.")
+    print(f"  load     {' '.join(f'{v:.2f}' for v in os.getloadavg())} at end")
+
+
+if __name__ == "__main__":
+    main()
