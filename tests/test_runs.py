@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 
 from microcircuit.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from microcircuit.cli import main
-from microcircuit.config import ConfigError, Model
-from microcircuit.experiments import backprop_link, regression, self_prediction
+from microcircuit.config import Config, ConfigError, Model, apply_overrides
+from microcircuit.experiments import backprop_link, regression, self_prediction, target_propagation
+from microcircuit.presets import PRESETS, fig_s1
 from microcircuit.runs import RunDir, RunDirError, resume_config
 
 # A tiny Fig. S1 run: 12 segments of 5 patterns × 500 ms (25 000 steps, so two simulate chunks per
@@ -51,7 +52,7 @@ def cli(*args: str | Path) -> Result:
 
 
 def _skip_figures(mp: pytest.MonkeyPatch) -> None:
-    for runner in (self_prediction, regression, backprop_link):
+    for runner in (self_prediction, regression, backprop_link, target_propagation):
         mp.setattr(runner, "_figures", lambda *a, **k: None)
 
 
@@ -562,4 +563,103 @@ def test_backprop_link_interrupt_and_resume_restarts(tmp_path: Path, monkeypatch
     assert len(rows(out)) == 20
     assert_same_results(reference, out)
     r = cli("run", "--resume", out)
+    assert r.exit_code == 0 and "already complete" in r.output
+
+
+# --------------------------------------------------------------------------------------------------
+# Fig. 1: init/ (a Fig. S1 run, checkpointed) and then the target phase (seconds, restarted on resume)
+
+# init/: a tiny Fig. S1 of 4 segments of 5 patterns × 100 ms on the 5-4-3 network, a checkpoint after
+# every segment; then 1 + 40 patterns × 100 ms of the target phase (41 000 steps: simulate chunks of 20 000,
+# 20 000 and 1 000 steps).
+FIG1 = ["fig1-quick", "--set", 'init_from="preset:tiny-s1"', "--set", "network.sizes=[5,4,3]",
+        "--set", "stimulus.n_patterns=40", "--no-progress"]
+FIG1_INIT_PATTERNS, FIG1_INIT_SEGMENT = 20, 5
+
+
+def _tiny_s1(quick: bool) -> Config:
+    """The preset ``tiny-s1`` that FIG1 runs into init/."""
+    return apply_overrides(fig_s1(quick), ["stimulus.n_patterns=20", "schedule.segment=5", "schedule.n_test=3",
+                                           "schedule.settle=5"])
+
+
+@pytest.fixture(scope="module")
+def fig1_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted Fig. 1 run (init/ included)."""
+    out = tmp_path_factory.mktemp("fig1-reference") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        _skip_figures(mp)
+        mp.setitem(PRESETS, "tiny-s1", _tiny_s1)
+        r = cli("run", *FIG1, "--out", out)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_fig1_interrupt_in_init_and_in_the_target_phase_then_resume(fig1_reference: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM in segment 2 of init/: the Fig. S1 sub-run stops at the end of that segment (its only
+    chunk), checkpoints it as usual (patterns 15) and the run exits 143 with
+    one line whose resume hint names the Fig. 1 folder (not init/). SIGINT in the target phase of the
+    resumed run: it stops after the simulation's first chunk (20 000 of 41 000 steps) with one line and
+    exit 130, signal handlers restored, init/ complete, and no results or metric rows of the phase in the
+    folder. The last --resume reuses init/ as it is and runs the phase again: traces.npz, metric rows and
+    summary bit for bit equal to the uninterrupted run's, and init/ equal to its init/."""
+    monkeypatch.setitem(PRESETS, "tiny-s1", _tiny_s1)
+    out = tmp_path / "run"
+    original_inputs = self_prediction.random_inputs
+
+    def inputs(cfg: Any, segment: int, n: int) -> Any:
+        if segment == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_inputs(cfg, segment, n)
+
+    monkeypatch.setattr(self_prediction, "random_inputs", inputs)
+    r = cli("run", *FIG1, "--out", out)
+    assert r.exit_code == 143, r.output
+    assert r.stderr.strip().count("\n") == 0
+    assert r.stderr.startswith("init/: interrupted by SIGTERM after 15 of 20 patterns")  # a one-chunk segment ends
+    assert r.stderr.strip().endswith(f"--resume {out}") and f"--resume {out / 'init'}" not in r.stderr
+    assert [i for i, _ in list_checkpoints(out / "init" / "checkpoints")] == [10, 15]
+    assert not (out / "init" / "summary.json").exists() and not (out / "summary.json").exists()
+    assert [e["event"] for e in events(out)] == ["interrupted"]
+
+    monkeypatch.setattr(self_prediction, "random_inputs", original_inputs)
+    original_simulate, reports = target_propagation.simulate, []
+
+    def simulate(*args: Any, **kw: Any) -> Any:
+        if kw.get("record") is not None:  # the target phase: SIGINT during its first chunk report
+            report = kw["progress"]
+
+            def progress(steps: int) -> None:
+                reports.append(steps)
+                if len(reports) == 1:
+                    os.kill(os.getpid(), signal.SIGINT)
+                report(steps)
+
+            kw["progress"] = progress
+        return original_simulate(*args, **kw)
+
+    monkeypatch.setattr(target_propagation, "simulate", simulate)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    r = cli("run", "--resume", out, "--no-progress")
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert r.exit_code == 130, r.output
+    assert "resuming from" in r.output  # init/ continued from its checkpoint
+    assert r.stderr.strip().count("\n") == 0
+    assert r.stderr.startswith("interrupted by SIGINT (20000 of 41000 steps of the target phase done; init/ is "
+                               "complete and kept)") and r.stderr.strip().endswith(f"--resume {out} runs it again "
+                                                                                   "from the start")
+    assert reports == [20000]
+    assert {p.name for p in out.iterdir()} == {"config.toml", "environment.json", "metrics.jsonl", "init"}
+    assert rows(out) == [] and [e["event"] for e in events(out)] == ["interrupted", "resumed", "interrupted"]
+    init_summary = (out / "init" / "summary.json").read_bytes()
+
+    monkeypatch.setattr(target_propagation, "simulate", original_simulate)
+    r = cli("run", "--resume", out, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert (out / "init" / "summary.json").read_bytes() == init_summary  # init/ was not run again
+    assert_same_results(fig1_reference, out)
+    assert_same_run(fig1_reference / "init", out / "init", FIG1_INIT_PATTERNS, FIG1_INIT_SEGMENT)
+    assert [e["event"] for e in events(out)] == ["interrupted", "resumed", "interrupted", "resumed"]
+    r = cli("run", "--resume", out, "--no-progress")
     assert r.exit_code == 0 and "already complete" in r.output

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from microcircuit.cli import main
 from microcircuit.config import ConfigError
 from microcircuit.errors import RunInterrupted
-from microcircuit.experiments import EXPERIMENTS
+from microcircuit.experiments import EXPERIMENTS, member_summaries_of, regression
 from microcircuit.sweep import load_sweep, run_sweep
 from microcircuit.sweep.search import expand
 from microcircuit.sweep.seeds import folder_name, folder_seeds, group_seeds, vmaps_seeds
@@ -227,6 +227,9 @@ def test_seeds_vmap_in_consecutive_groups_only_where_the_experiment_can(tmp_path
         folder_name((0, 2))
     # Only regression runs n_seeds as one vmapped ensemble; every other experiment ignores n_seeds.
     assert [e for e in EXPERIMENTS if vmaps_seeds(e)] == ["regression"]
+    # ... as its module says: it alone splits an ensemble run folder into per-seed summaries.
+    assert member_summaries_of("regression") is regression.member_summaries
+    assert member_summaries_of("mnist") is None and not vmaps_seeds("no_such_experiment")
 
     # The sweep owns n_seeds: the base's seeds (seed .. seed + n_seeds - 1) are the default seeds, and each
     # run gets n_seeds = 1, or the size of its vmapped group.
@@ -394,6 +397,9 @@ def test_vmapped_seeds_run_as_one_program_and_match_single_seed_runs(tmp_path: P
         assert all(math.isfinite(v) for v in values) and values[0] != values[1]
         whole = json.loads((d / "seeds-0-1" / "summary.json").read_text())
         assert values == whole["microcircuit_test_error_end_per_seed"]
+        # The per-seed summaries are the experiment's own (regression.member_summaries of the run folder).
+        members = regression.member_summaries(d / "seeds-0-1", whole)
+        assert {str(s): {**m, "wall_s": whole["wall_s"]} for s, m in members.items()} == whole["members"]
         for key in ("apical_error_1_end", "angle_1_end", "shallow_test_error_end"):
             per_seed = [float(r[key]) for r in rows]
             assert per_seed[0] != per_seed[1]

@@ -1,16 +1,20 @@
-"""One module per experiment; each exposes ``run(cfg, run_dir, *, progress, echo) -> summary``."""
+"""One module per experiment; each exposes ``run(cfg, run_dir, *, progress, echo) -> summary``, and one
+that runs ``Config.n_seeds`` consecutive seeds as one vmapped program also
+``member_summaries(run_dir, summary) -> {seed: summary}`` (:func:`member_summaries_of`)."""
 
 from __future__ import annotations
 
 import difflib
 import importlib
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ..config import Config, ConfigError
 from ..runs import RunDir
 
-__all__ = ["EXPERIMENTS", "get_experiment"]
+__all__ = ["EXPERIMENTS", "get_experiment", "member_summaries_of"]
 
 # name in Config.experiment -> module under microcircuit.experiments
 EXPERIMENTS: dict[str, str] = {
@@ -24,14 +28,28 @@ EXPERIMENTS: dict[str, str] = {
 Runner = Callable[..., dict[str, Any]]
 
 
-def get_experiment(name: str) -> Runner:
-    """The ``run`` function of experiment ``name``; unknown names fail with a suggestion."""
+#: ``member_summaries(run_dir, summary) -> {seed: that member's summary}`` of a finished ensemble run.
+MemberSummaries = Callable[[Path, dict[str, Any]], dict[int, dict[str, Any]]]
+
+
+def _module(name: str) -> ModuleType:
     if name not in EXPERIMENTS:
         hint = difflib.get_close_matches(name, EXPERIMENTS, n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ConfigError(f"experiment: unknown experiment {name!r}{extra}; available: {', '.join(EXPERIMENTS)}")
-    module = importlib.import_module(f".{EXPERIMENTS[name]}", __name__)
-    return module.run
+    return importlib.import_module(f".{EXPERIMENTS[name]}", __name__)
+
+
+def get_experiment(name: str) -> Runner:
+    """The ``run`` function of experiment ``name``; unknown names fail with a suggestion."""
+    return _module(name).run
+
+
+def member_summaries_of(name: str) -> MemberSummaries | None:
+    """The ``member_summaries`` function of experiment ``name`` if it runs ``Config.n_seeds`` consecutive
+    seeds as one vmapped program (each member computing what a run of its seed alone computes); None for
+    every other experiment, which ignores ``n_seeds``, and for unknown names."""
+    return getattr(_module(name), "member_summaries", None) if name in EXPERIMENTS else None
 
 
 def run_experiment(cfg: Config, run_dir: RunDir | None, **kw: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -41,7 +42,7 @@ from ..simulate import Stream
 from ..transfer import phi
 from .common import Segment, build, deterministic, segmented_run
 
-__all__ = ["run", "teacher_potential"]
+__all__ = ["member_summaries", "run", "teacher_potential"]
 
 TEACHER_GAINS = (2.0, 10.0)  # u_trgt = 10·W2ᵗ φ(2·W1ᵗ x) (MODEL.md §7)
 LEARNERS = ("microcircuit", "shallow", "backprop")
@@ -134,6 +135,28 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
         run_dir.save_arrays(RunDir.TRACES, arrays)
         _figures(run_dir, curves, trials, N)
     return summary
+
+
+def member_summaries(run_dir: Path, summary: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Seed -> the summary of that member of the finished ensemble run in the folder ``run_dir`` (whose
+    summary.json is ``summary``): the keys a run of that seed alone has (``headline`` aside), computed by
+    this experiment's own summary code from the member's column of the (trial points, seeds) curves in
+    traces.npz; ``train_wall_s`` is the whole ensemble's. Its presence marks this experiment as one that
+    runs ``Config.n_seeds`` consecutive seeds as one vmapped program
+    (:func:`microcircuit.experiments.member_summaries_of`)."""
+    with np.load(Path(run_dir) / RunDir.TRACES) as z:
+        arrays = {k: z[k] for k in z.files}
+    seeds = [int(s) for s in arrays["seeds"]]
+    trials = arrays["trials"]
+    lrs = tuple(float(x) for x in arrays["bp_learning_rates"])
+    shape = (len(trials), len(seeds))
+    out = {}
+    for i, s in enumerate(seeds):
+        curves = {k: v[:, i: i + 1] for k, v in arrays.items() if v.shape == shape and k not in ("trials", "seeds")}
+        member = _summarise(curves, trials, [s], lrs, float(summary.get("train_wall_s", 0.0)))
+        member.pop("headline", None)
+        out[s] = member
+    return out
 
 
 def _in_run(e: DivergenceError, t0: float, what: str) -> DivergenceError:

@@ -13,16 +13,20 @@ learns the target, and v_A vanishes again.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
 
-from ..config import Config, Record
+from ..config import Config, Model, Record
+from ..dynamics import State
+from ..errors import RunInterrupted
+from ..network import Weights
 from ..runs import RunDir
 from ..simulate import Stream, simulate
-from .common import build, deterministic, initial_weights
+from .common import build, deterministic, initial_weights, restarting_run
 
 __all__ = ["run"]
 
@@ -33,10 +37,34 @@ BIN = 50.0  # ms per point of the time-course panel
 
 def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
         echo: Callable[[str], None] | None = None) -> dict[str, Any]:
-    model, w_init, state = build(cfg)
-    w0 = initial_weights(cfg, run_dir, w_init, progress=progress, echo=echo)  # on --resume, init/ continues
-    if run_dir is not None and run_dir.resume:  # the Fig. 1 phase itself is short: it starts again
-        run_dir.truncate_metrics(lambda row: False)
+    """The ``init_from`` run first (into ``init/``: checkpointed, resumed and stopped as that experiment
+    is), then the target phase. That phase takes seconds (docs/runs.md), so it keeps no checkpoints: on
+    ``--resume`` a finished ``init/`` is reused and the phase runs again from its start, to the same
+    results; SIGINT/SIGTERM stop it at the next chunk boundary of the simulation
+    (:func:`common.restarting_run`), leaving no results behind."""
+    with restarting_run(run_dir, "the Fig. 1 target phase") as check:
+        model, w_init, state = build(cfg)
+        try:
+            w0 = initial_weights(cfg, run_dir, w_init, progress=progress, echo=echo)  # on --resume, init/ continues
+        except RunInterrupted as e:
+            raise _init_interrupted(e, run_dir) from None
+        return _target_phase(cfg, run_dir, model, w0, state, check, progress)
+
+
+def _init_interrupted(e: RunInterrupted, run_dir: RunDir | None) -> RunInterrupted:
+    """The init/ run stopped on a signal (and checkpointed): the same stop, logged in this run's
+    metrics.jsonl, with the command that continues this run (not init/ alone)."""
+    if run_dir is None:
+        return e
+    sub = run_dir.path / "init"
+    run_dir.log(event="interrupted", signal=signal.Signals(e.signum).name, progress="in init/",
+                checkpoint=None if e.checkpoint is None else str(e.checkpoint))
+    message = e.message.replace(f"--resume {sub}", f"--resume {run_dir.path}")
+    return RunInterrupted(e.signum, f"init/: {message}", e.checkpoint)
+
+
+def _target_phase(cfg: Config, run_dir: RunDir | None, model: Model, w0: Weights, state: State,
+                  check: Callable[[str], None], progress: bool) -> dict[str, Any]:
     st, dt = cfg.stimulus, model.simulation.dt
     n = cfg.network.sizes
     N = cfg.network.depth
@@ -54,15 +82,26 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
     on = np.arange(P) >= 1
     stream = Stream.of(np.repeat(x[None], P, 0), np.repeat(target[None], P, 0), on)
     record = Record(("u", "u_inter", "v_apical", "rates", "u_trgt"), stride=cfg.record.stride)
+    total, done = P * round(st.duration / dt), 0
+    kept = "; init/ is complete and kept" if run_dir is not None and cfg.init_from.startswith("preset:") else ""
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=P * round(st.duration / dt), unit="step", unit_scale=True, leave=False)
+        bar = tqdm(total=total, unit="step", unit_scale=True, leave=False)
+
+    def on_chunk(steps: int) -> None:  # after every chunk of the simulation: a signal stops here
+        nonlocal done
+        done += steps
+        if bar is not None:
+            bar.update(steps)
+        if done < total:
+            check(f"{done} of {total} steps of the target phase done{kept}")
+
+    check(f"before the target phase{kept}")
     try:
         sol = simulate(model, w0, state, stream, duration=st.duration, record=record,
-                       key=jax.random.fold_in(jax.random.key(cfg.seed), 1),
-                       progress=bar.update if bar is not None else False)
+                       key=jax.random.fold_in(jax.random.key(cfg.seed), 1), progress=on_chunk)
     finally:
         if bar is not None:
             bar.close()
@@ -114,6 +153,7 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
         f"{s['output_error_end']:.3g}; without the target (σ = 0) the output's prediction moved from "
         f"{s['prediction_error_before']:.3g} to {s['prediction_error_after']:.3g} away from it",
     ]
+    check(f"after the target phase, before writing its results{kept}")
     if run_dir is not None:
         run_dir.log(**{k: v for k, v in summary.items() if k != "headline"})
         run_dir.save_arrays(RunDir.TRACES, traces)

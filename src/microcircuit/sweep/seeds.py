@@ -2,9 +2,10 @@
 it, one run per seed otherwise, and how their run folders are laid out in the trial folder.
 
 An experiment that honours ``Config.n_seeds`` simulates seeds ``seed .. seed + n_seeds − 1`` as one
-``jax.vmap``-ed ensemble (:mod:`microcircuit.ensemble`). Today that is ``regression`` (Fig. 2): member
-``i`` takes everything (student and teacher weights, data, noise) from seed ``seed + i`` alone, so it
-computes what a run of that seed alone computes. A sweep hands it each maximal run of consecutive seeds
+``jax.vmap``-ed ensemble (:mod:`microcircuit.ensemble`); its module says so by exposing
+``member_summaries`` (:func:`microcircuit.experiments.member_summaries_of`). Today that is ``regression``
+(Fig. 2): member ``i`` takes everything (student and teacher weights, data, noise) from seed ``seed + i``
+alone, so it computes what a run of that seed alone computes. A sweep hands it each maximal run of consecutive seeds
 of a trial (``[0, 1, 2, 7]`` gives ``0..2`` vmapped and ``7`` alone) as one run folder::
 
     trials/trial-NNNN/seed-S/          one seed (config: seed = S, n_seeds = 1)
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,6 @@ from typing import Any
 from ..runs import RunDir
 
 __all__ = [
-    "VMAPPED",
     "SeedRun",
     "folder_name",
     "folder_seeds",
@@ -45,38 +45,12 @@ FAILED = "failed.json"  # written into a run folder whose run raised an error
 _NAME = re.compile(r"^seed-(\d+)$|^seeds-(\d+)-(\d+)$")
 
 
-def _regression_members(path: Path, summary: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """Fig. 2: the summary of each member, from its column of the (trial points, seeds) curves in
-    traces.npz, through the experiment's own summary function (``regression._summarise``)."""
-    import numpy as np
-
-    from ..experiments import regression
-
-    with np.load(path / RunDir.TRACES) as z:
-        arrays = {k: z[k] for k in z.files}
-    seeds = [int(s) for s in arrays["seeds"]]
-    trials = arrays["trials"]
-    lrs = tuple(float(x) for x in arrays["bp_learning_rates"])
-    shape = (len(trials), len(seeds))
-    out = {}
-    for i, s in enumerate(seeds):
-        curves = {k: v[:, i: i + 1] for k, v in arrays.items() if v.shape == shape and k not in ("trials", "seeds")}
-        member = regression._summarise(curves, trials, [s], lrs, float(summary.get("train_wall_s", 0.0)))
-        member.pop("headline", None)
-        out[s] = member
-    return out
-
-
-# experiment name -> (run folder, its summary) -> seed -> that member's summary, for a finished ensemble.
-# Only these experiments run n_seeds > 1 as one vmapped program; every other one ignores n_seeds.
-VMAPPED: dict[str, Callable[[Path, dict[str, Any]], dict[int, dict[str, Any]]]] = {
-    "regression": _regression_members,
-}
-
-
 def vmaps_seeds(experiment: str) -> bool:
-    """Whether ``experiment`` runs ``n_seeds`` consecutive seeds as one vmapped program."""
-    return experiment in VMAPPED
+    """Whether ``experiment`` runs ``n_seeds`` consecutive seeds as one vmapped program: whether its module
+    splits such a run into per-seed summaries (:func:`microcircuit.experiments.member_summaries_of`)."""
+    from ..experiments import member_summaries_of
+
+    return member_summaries_of(experiment) is not None
 
 
 def group_seeds(seeds: Iterable[int], vmap: bool) -> list[tuple[int, ...]]:
@@ -153,8 +127,14 @@ def trial_runs(trial_dir: Path) -> dict[int, SeedRun]:
 
 
 def member_summaries(experiment: str, path: Path, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per-seed summaries (keyed by the seed, as text: JSON keys) of the finished ensemble run in ``path``."""
-    return {str(s): m for s, m in VMAPPED[experiment](path, summary).items()}
+    """Per-seed summaries (keyed by the seed, as text: JSON keys) of the finished ensemble run in ``path``,
+    from the experiment's own ``member_summaries`` (a ValueError for an experiment that does not vmap seeds)."""
+    from ..experiments import member_summaries_of
+
+    split = member_summaries_of(experiment)
+    if split is None:
+        raise ValueError(f"experiment {experiment!r} does not run its seeds as one vmapped ensemble")
+    return {str(s): m for s, m in split(path, summary).items()}
 
 
 def split_members(summary: dict[str, Any], seeds: tuple[int, ...], path: Path | None = None,
