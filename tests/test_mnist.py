@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from microcircuit.config import apply_overrides
+from microcircuit.config import ConfigError, apply_overrides
 from microcircuit.errors import RunInterrupted
 from microcircuit.experiments import mnist as mnist_exp
 from microcircuit.experiments.common import build
@@ -113,3 +113,32 @@ def test_backprop_direction_matches_autodiff_of_the_paper_loss():
     grads = jax.grad(lambda W: -jnp.sum(e * feedforward(model, W, w.b, x)[-1]) / 3)(w.W)
     for a, g in zip(dW, grads, strict=True):
         np.testing.assert_allclose(a, -g, rtol=1e-5, atol=1e-7)
+
+
+def test_resume_may_stop_at_a_checkpointed_epoch(tmp_path, monkeypatch):
+    """--resume with --set training.epochs=2 finishes a 3-epoch run interrupted in epoch 3 as a 2-epoch
+    run: the same curve, test error and best weights as a run configured for 2 epochs from the start."""
+    cfg3 = apply_overrides(get_preset("mnist", quick=True), TINY)
+    cfg2 = apply_overrides(cfg3, ["training.epochs=2"])
+    reference = mnist_exp.run(cfg2, RunDir.create(tmp_path / "ref"))
+    real = mnist_exp.train_epoch
+    calls = {"n": 0}
+
+    def interrupting(*args, **kwargs):  # SIGINT in epoch 3 (30 mini-batches per epoch)
+        calls["n"] += 1
+        if calls["n"] == 65:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mnist_exp, "train_epoch", interrupting)
+    monkeypatch.setattr(mnist_exp, "_CHUNK", 1)
+    with pytest.raises(RunInterrupted):
+        mnist_exp.run(cfg3, RunDir.create(tmp_path / "run"))
+    monkeypatch.setattr(mnist_exp, "train_epoch", real)
+    with pytest.raises(ConfigError, match=r"training\.epochs = 1, but .* holds 2 epochs"):
+        mnist_exp.run(apply_overrides(cfg3, ["training.epochs=1"]), RunDir.create(tmp_path / "run", resume=True))
+    cut = mnist_exp.run(cfg2, RunDir.create(tmp_path / "run", resume=True))
+    assert cut["validation_curve"] == reference["validation_curve"]
+    assert cut["test_error"] == reference["test_error"]
+    a, b = np.load(tmp_path / "ref" / "weights_best.npz"), np.load(tmp_path / "run" / "weights_best.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)

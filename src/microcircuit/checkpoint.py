@@ -93,8 +93,12 @@ FORMAT_VERSION = 1
 MAGIC = "microcircuit-checkpoint"
 
 #: Config keys (names or dotted prefixes) that do not change the computation: a checkpoint may be
-#: loaded against a config that differs only in these.
-NON_COMPUTATIONAL: tuple[str, ...] = ("name", "schedule.checkpoint_every", "schedule.keep_checkpoints")
+#: loaded against a config that differs only in these. ``training.epochs`` only says where the epoch
+#: loop of the MNIST runner stops (epoch k is the same whatever the total), so a resumed run may be
+#: extended or cut short at an epoch already checkpointed.
+NON_COMPUTATIONAL: tuple[str, ...] = (
+    "name", "schedule.checkpoint_every", "schedule.keep_checkpoints", "training.epochs",
+)
 
 _HEADER, _CONFIG, _KEY, _SHA = "__header__", "__config__", "__key__", "__sha256__"
 _TREE = "t/"

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..backprop import backprop_updates
 from ..checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
-from ..config import Config, Model
+from ..config import Config, ConfigError, Model
 from ..data import load, paper_split, preprocess
 from ..dynamics import State, init_state
 from ..errors import DivergenceError, RunInterrupted
@@ -154,6 +154,9 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
             first_epoch = int(ck.counters["epoch"]) + 1
             best = (float(ck.counters["best_validation"]), int(ck.counters["best_epoch"]), ck.trees["best"])
             run_dir.truncate_metrics(lambda r: "event" in r or r.get("epoch", first_epoch) < first_epoch)
+            if first_epoch - 1 > tr.epochs:
+                raise ConfigError(f"training.epochs = {tr.epochs}, but {path} holds {first_epoch - 1} epochs: "
+                                  f"a resumed run can stop at {first_epoch - 1} epochs at the earliest")
             if echo:
                 echo(f"resuming after epoch {first_epoch - 1} from {path}")
 
