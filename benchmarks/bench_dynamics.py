@@ -11,10 +11,16 @@ Each is timed after a warm-up call that compiles it, ``--repeats`` times, and re
 and the min/max of steps per second. The same step in plain float32 NumPy
 (``benchmarks/numpy_reference_step.py``) is timed side by side as the baseline, with fewer steps.
 
+For the cases in ``--defer-cases`` (default: large) the same run is also timed with the exact deferred
+updates, ``plasticity.defer = K``, for each K in ``--defer`` (default 50,100; K must divide the steps per
+pattern, 1,000, or the run's steps when fewer). The schemes' repeats are interleaved (one run of each
+in turn), so that a change in the machine's load hits them alike.
+
 Run from the repository root:
 
     PYTHONPATH=src python benchmarks/bench_dynamics.py            # ~2-4 min on 2 cores
     PYTHONPATH=src python benchmarks/bench_dynamics.py --quick    # ~30 s
+    PYTHONPATH=src python benchmarks/bench_dynamics.py --quick --cases large --defer 25,50,100
 
 See docs/benchmarks.md for measured figures.
 """
@@ -29,7 +35,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +77,9 @@ CASES = (
 )
 
 
-def make_model(case: Case) -> Model:
-    """All plasticity on, realistic small rates (MODEL.md §7 orders of magnitude), noise and biases on."""
+def make_model(case: Case, defer: int = 1) -> Model:
+    """All plasticity on, realistic small rates (MODEL.md §7 orders of magnitude), noise and biases on;
+    ``defer`` = K > 1 computes the same updates in deferred blocks of K steps (plasticity.defer)."""
     depth = len(case.sizes) - 1
     spec = NetworkSpec(
         sizes=case.sizes,
@@ -86,6 +93,7 @@ def make_model(case: Case) -> Model:
         eta_PI=5e-4,
         eta_B=1e-4,
         tau_w=30.0,
+        defer=defer,
     )
     sim = Simulation(dt=0.1, tau_0=3.0, sigma=0.1, noise="sqrt_dt", dtype="float32")
     return Model(spec, Conductances(), plasticity, sim)
@@ -124,8 +132,10 @@ class Result:
         return statistics.median(self.rates)
 
 
-def time_jax(case: Case, steps: int, repeats: int, chunk_steps: int, seed: int) -> Result:
-    model = make_model(case)
+def prepare_jax(case: Case, steps: int, chunk_steps: int, seed: int, defer: int = 1):
+    """A compiled, warmed-up run of ``simulate`` (the scheme of ``defer``); returns (run, steps, note,
+    finite), where run() -> (wall s, process CPU s, finite)."""
+    model = make_model(case, defer)
     weights = init_weights(model.network, model.conductances, jax.random.key(seed))
     state = init_state(model.network, case.batch)
     x, target, on, spp = make_stream(case, steps, seed + 1)
@@ -133,33 +143,42 @@ def time_jax(case: Case, steps: int, repeats: int, chunk_steps: int, seed: int) 
     key = jax.random.key(seed + 2)
     n = spp * x.shape[0]
 
-    def run():
+    def simulate_once():
         sol = simulate(
             model, weights, state, stream, duration=spp * model.simulation.dt, key=key, chunk_steps=chunk_steps
         )
         jax.block_until_ready((sol.weights, sol.traces, sol.state))
         return sol
 
+    def run() -> tuple[float, float, bool]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        sol = simulate_once()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return wall, cpu, _arrays_finite((sol.weights, sol.traces, sol.state))
+
     t0 = time.perf_counter()
-    sol = run()  # warm-up: compiles every chunk shape this call needs
+    sol = simulate_once()  # warm-up: compiles every chunk shape this call needs
     warm = time.perf_counter() - t0
     finite = _arrays_finite((sol.weights, sol.traces, sol.state))
     active, total = _active(sol.traces)
-    rates, cpu = [], []
+    note = f"warm-up (compile + 1 run) {warm:.1f} s; {active}/{total} weight arrays plastic (non-zero trace)"
+    return run, n, note, finite
+
+
+def time_jax_schemes(
+    case: Case, steps: int, repeats: int, chunk_steps: int, seed: int, defers: tuple[int, ...] = (1,)
+) -> dict[int, Result]:
+    """Time each scheme (``plasticity.defer`` = K, 1 = step by step), repeats interleaved."""
+    prepared = {k: prepare_jax(case, steps, chunk_steps, seed, k) for k in defers}
+    results = {k: Result(n, [], [], finite, note) for k, (_, n, note, finite) in prepared.items()}
     for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        sol = run()
-        wall = time.perf_counter() - t0
-        rates.append(n / wall)
-        cpu.append((time.process_time() - c0) / wall)
-        finite = finite and _arrays_finite((sol.weights, sol.traces, sol.state))
-    return Result(
-        n,
-        rates,
-        cpu,
-        finite,
-        f"warm-up (compile + 1 run) {warm:.1f} s; {active}/{total} weight arrays plastic (non-zero trace)",
-    )
+        for k, (run, n, _, _) in prepared.items():
+            wall, cpu, finite = run()
+            r = results[k]
+            r.rates.append(n / wall)
+            r.cpu.append(cpu / wall)
+            r.finite = r.finite and finite
+    return results
 
 
 def time_numpy(case: Case, steps: int, repeats: int, seed: int) -> Result:
@@ -202,6 +221,36 @@ def check_reference(seed: int) -> str:
             change = float(np.max(np.abs(np.asarray(a) - np.asarray(a0))))
             worst = max(worst, float(np.max(np.abs(np.asarray(a) - b))) / max(change, 1e-30))
     return f"max |W_jax - W_numpy| / max |W change| = {worst:.1e} over all 8 weight arrays (sigma = 0, 400 steps)"
+
+
+def check_deferred(seed: int, defer: int) -> str:
+    """plasticity.defer = K and today's scheme agree in float64 (30-50-10, B = 2, 400 steps, sigma > 0).
+
+    Not checked in float32 against NumPy: with these rates a single step's weight change, dt·eta·Delta,
+    is often below the float32 spacing of the weight, so the step-by-step schemes (JAX and NumPy alike)
+    round part of the learning away, and the deferred one, which sums K steps before adding, rounds less."""
+    case = Case("check", (30, 50, 10), 2, 0.5, None, 400, 400, 400, 400)
+    x, target, on, spp = make_stream(case, 400, seed + 1)
+    out = []
+    with jax.enable_x64(True):
+        for k in (1, defer):
+            base = make_model(case, k)
+            model = Model(base.network, base.conductances, base.plasticity, replace(base.simulation, dtype="float64"))
+            weights = init_weights(model.network, model.conductances, jax.random.key(seed), "float64")
+            state = init_state(model.network, case.batch, "float64")
+            sol = simulate(model, weights, state, Stream.of(x, target, on), duration=spp * model.simulation.dt,
+                           key=jax.random.key(seed + 2))
+            out.append((weights, sol.weights))
+    (w0, step), (_, deferred) = out
+    leaves = [[np.asarray(a) for a in jax.tree_util.tree_leaves(t)] for t in (deferred, step, w0)]
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(leaves[0], leaves[1], strict=True))
+    change = max(float(np.max(np.abs(b - a0))) for b, a0 in zip(leaves[1], leaves[2], strict=True))
+    size = max(float(np.max(np.abs(b))) for b in leaves[1])
+    return (
+        f"max |W_defer={defer} - W_jax| = {diff:.1e} over all {len(leaves[0])} weight arrays (float64, sigma = 0.1, "
+        f"400 steps; "
+        f"max |W| = {size:.2f}, max |W change| = {change:.1e})"
+    )
 
 
 # -- header --------------------------------------------------------------------------------------------
@@ -293,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{c.quick_numpy_steps:,})",
         )
     ap.add_argument("--chunk-steps", type=int, default=20_000, help="simulate(chunk_steps=...) (default 20000)")
+    ap.add_argument(
+        "--defer", default="50,100", help="comma list of plasticity.defer values K to time besides today's scheme "
+        "(default 50,100; empty: none)"
+    )
+    ap.add_argument("--defer-cases", default="large", help="the cases timed with --defer too (default: large)")
     ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
     ap.add_argument("--no-check", action="store_true", help="skip the JAX-vs-NumPy agreement check")
     ap.add_argument("--seed", type=int, default=0)
@@ -303,12 +357,22 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(keys) - {c.key for c in CASES}
     if unknown:
         ap.error(f"unknown case(s) {sorted(unknown)}; choose from small, large, batch")
+    try:
+        defers = tuple(int(k) for k in args.defer.split(",") if k.strip())
+    except ValueError:
+        ap.error(f"--defer: expected a comma list of integers, got {args.defer!r}")
+    if any(k < 2 for k in defers):
+        ap.error("--defer: each K must be >= 2 (K = 1, today's scheme, is always timed)")
+    defer_keys = {k.strip() for k in args.defer_cases.split(",") if k.strip()}
 
     print("microcircuit dynamics benchmark: steps per second of microcircuit.simulate.simulate")
     for line in header(args):
         print("  " + line)
     if not args.no_check and not args.no_numpy:
         print("  reference check " + check_reference(args.seed))
+        for k in defers if defer_keys & set(keys) else ():
+            if 400 % k == 0:
+                print("  deferred check  " + check_deferred(args.seed, k))
     print(flush=True)
 
     rows = []
@@ -316,28 +380,37 @@ def main(argv: list[str] | None = None) -> int:
     for case in (c for c in CASES if c.key in keys):
         js = getattr(args, f"steps_{case.key}") or (case.quick_jax_steps if args.quick else case.jax_steps)
         ns = getattr(args, f"numpy_steps_{case.key}") or (case.quick_numpy_steps if args.quick else case.numpy_steps)
-        print(f"  timing {case.label}: JAX {js:,} steps x {args.repeats} ...", flush=True)
-        rj = time_jax(case, js, args.repeats, args.chunk_steps, args.seed)
+        spp = min(PATTERN_STEPS, js)
+        fits = tuple(k for k in defers if spp % k == 0)
+        for k in set(defers) - set(fits) if case.key in defer_keys else ():
+            print(f"  skipping defer = {k} for {case.label}: it does not divide the {spp} steps per pattern")
+        schemes = (1, *fits) if case.key in defer_keys else (1,)
+        names = ", ".join("today's scheme" if k == 1 else f"defer = {k}" for k in schemes)
+        print(f"  timing {case.label}: JAX {js:,} steps x {args.repeats} ({names}, interleaved) ...", flush=True)
+        rjs = time_jax_schemes(case, js, args.repeats, args.chunk_steps, args.seed, schemes)
+        rj = rjs[1]
         print(f"    {rj.note}", flush=True)
         rn = None
         if not args.no_numpy:
             print(f"  timing {case.label}: NumPy {ns:,} steps x {args.repeats} ...", flush=True)
             rn = time_numpy(case, ns, args.repeats, args.seed)
-        rows.append((case, rj, rn))
-        all_finite = all_finite and rj.finite and (rn is None or rn.finite)
+        rows.append((case, rjs, rn))
+        all_finite = all_finite and all(r.finite for r in rjs.values()) and (rn is None or rn.finite)
 
     print()
     cols = ("case", "impl", "steps", "median steps/s", "min", "max", "us/step", "CPU%", "JAX/NumPy", "target", "finite")
     table = []
-    for case, rj, rn in rows:
-        ratio = f"{rj.median / rn.median:.1f}x" if rn is not None else "-"
-        if case.target is None:
-            tgt = "-"
-        else:
-            tgt = f">={fmt_rate(case.target)} {'met' if rj.median >= case.target else 'MISSED'}"
-        for impl, r in (("jax", rj), ("numpy", rn)):
+    for case, rjs, rn in rows:
+        impls = [("jax" if k == 1 else f"jax defer={k}", r) for k, r in rjs.items()] + [("numpy", rn)]
+        for impl, r in impls:
             if r is None:
                 continue
+            jax_row = impl.startswith("jax")
+            ratio = f"{r.median / rn.median:.1f}x" if rn is not None and jax_row else ""
+            if case.target is None or not jax_row:
+                tgt = "-" if jax_row else ""
+            else:
+                tgt = f">={fmt_rate(case.target)} {'met' if r.median >= case.target else 'MISSED'}"
             table.append(
                 (
                     case.label if impl == "jax" else "",
@@ -348,8 +421,8 @@ def main(argv: list[str] | None = None) -> int:
                     fmt_rate(max(r.rates)),
                     f"{1e6 / r.median:,.1f}",
                     f"{100 * statistics.median(r.cpu):.0f}",
-                    ratio if impl == "jax" else "",
-                    tgt if impl == "jax" else "",
+                    ratio,
+                    tgt,
                     "yes" if r.finite else "NO",
                 )
             )
@@ -369,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "steps/s: median over repeats, min and max alongside; us/step = 1e6 / median; CPU% = process CPU time /"
         " wall time (100 = one core busy); JAX/NumPy = ratio of medians; target: the issue's figure for 2 CPU "
-        "cores."
+        "cores; 'jax defer=K': the same run with plasticity.defer = K (exact deferred updates), timed interleaved "
+        "with 'jax'."
     )
     print(f"load average at end: {_loadavg()}")
     if not all_finite:

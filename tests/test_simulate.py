@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import jax
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import reference as ref
-from microcircuit.config import Model, NetworkSpec, Plasticity, Record, Simulation, Transfer
+from microcircuit.config import ConfigError, Model, NetworkSpec, Plasticity, Record, Simulation, Transfer
 from microcircuit.errors import DivergenceError, InputError
 from microcircuit.simulate import Stream, simulate
 
@@ -186,20 +187,22 @@ def test_batch_equals_separate_runs() -> None:
     assert np.min(np.abs(u[0] - u[1])) > 1e-3
 
 
-def test_continuing_a_run_equals_one_run() -> None:
+@pytest.mark.parametrize("defer", [1, 10], ids=["step_by_step", "deferred"])
+def test_continuing_a_run_equals_one_run(defer: int) -> None:
     """Splitting a plastic run into two calls, passing on weights, traces and state, gives the same
-    end point as one call over the whole stream (σ = 0, float64)."""
+    end point as one call over the whole stream (σ = 0, float64; also with deferred blocks of 10)."""
+    model = _deferred(QUIET, defer)
     w, s, stream = _problem(batch=2, n_pat=4)
     w, s = ref.to_package_weights(w), ref.to_package_state(s)
-    whole = simulate(QUIET, w, s, stream, duration=SPP * DT)
-    first = simulate(QUIET, w, s, Stream(*(a[:2] for a in stream)), duration=SPP * DT)
-    second = simulate(QUIET, first.weights, first.state, Stream(*(a[2:] for a in stream)), duration=SPP * DT,
+    whole = simulate(model, w, s, stream, duration=SPP * DT)
+    first = simulate(model, w, s, Stream(*(a[:2] for a in stream)), duration=SPP * DT)
+    second = simulate(model, first.weights, first.state, Stream(*(a[2:] for a in stream)), duration=SPP * DT,
                       traces=first.traces)
     for x, y in zip(_leaves(whole.weights, whole.traces, whole.state),
                     _leaves(second.weights, second.traces, second.state), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
     # dropping the traces at the break is visible, so passing them on matters
-    restart = simulate(QUIET, first.weights, first.state, Stream(*(a[2:] for a in stream)), duration=SPP * DT)
+    restart = simulate(model, first.weights, first.state, Stream(*(a[2:] for a in stream)), duration=SPP * DT)
     assert np.max(np.abs(np.asarray(restart.weights.W[0]) - np.asarray(whole.weights.W[0]))) > 1e-6
 
 
@@ -404,3 +407,109 @@ def test_update_every_must_divide_the_pattern(no_tracing: None) -> None:
     with pytest.raises(InputError, match=r"multiple of plasticity\.update_every"):
         simulate(model, ref.to_package_weights(_f32(w)), ref.to_package_state(_f32(s)), stream, duration=30 * DT,
                  record=Record(quantities=("u",), stride=10))
+
+
+# --------------------------------------------------------------------------------------------------
+# plasticity.defer: the step-by-step updates computed in blocks (exact)
+
+
+def _deferred(model: Model, k: int, **plasticity) -> Model:
+    return dataclasses.replace(model, plasticity=dataclasses.replace(model.plasticity, defer=k, **plasticity))
+
+
+ALL_QUANTITIES = ("u", "u_inter", "v_basal", "v_apical", "rates", "u_trgt", "weight_norms", "self_prediction")
+
+
+@pytest.mark.parametrize("tau_w", [5.0, 0.0], ids=["trace", "no_trace"])
+def test_deferred_equals_step_by_step_with_noise_and_records(tau_w: float) -> None:
+    """σ > 0 (float64, the same noise): blocks of 5 steps give the step-by-step trajectory to 1e-10 —
+    every recorded quantity at every snapshot (taken at block ends), final weights, traces and state —
+    and are independent of the chunking (a chunk of 3 snapshots + 7 steps, or of one snapshot)."""
+    model = dataclasses.replace(NOISY, simulation=dataclasses.replace(NOISY.simulation, dtype="float64"))
+    model = _deferred(model, 1, tau_w=tau_w)
+    w, s, stream = _problem()
+    w, s = ref.to_package_weights(w), ref.to_package_state(s)
+    kw = dict(duration=SPP * DT, key=jax.random.key(3), record=Record(quantities=ALL_QUANTITIES, stride=STRIDE))
+    step = simulate(model, w, s, stream, **kw)
+    runs = {c: simulate(_deferred(model, 5), w, s, stream, chunk_steps=c, **kw) for c in (20_000, 3 * STRIDE + 7, 1)}
+    a = runs[20_000]
+    for x, y in zip(_leaves(a.weights, a.traces, a.state), _leaves(step.weights, step.traces, step.state), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12)
+    assert a.records.keys() == step.records.keys() and len(a.records) == 16
+    for k in step.records:
+        np.testing.assert_allclose(a.records[k], step.records[k], rtol=1e-10, atol=1e-12, err_msg=k)
+    np.testing.assert_array_equal(a.times, step.times)
+    for c in runs.values():  # chunking: bit-identical
+        for x, y in zip(_leaves(a.weights, a.traces, a.state), _leaves(c.weights, c.traces, c.state), strict=True):
+            np.testing.assert_array_equal(x, y)
+        for k in a.records:
+            np.testing.assert_array_equal(a.records[k], c.records[k])
+    # the run learned, so the comparison is not of frozen weights
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(_leaves(a.weights), _leaves(w), strict=True)) > 1e-2
+
+
+def test_deferred_lr_scale_and_lag_match_reference() -> None:
+    """Deferred blocks of 4 with lr_scale = 0.4 and a learning lag of 1.5 ms (15 steps: the gate changes
+    mid-block) give the reference's weights for learning rates × 0.4 (float64, τ_w on); lr_scale = 0
+    freezes every weight and trace."""
+    lag = 1.5
+    model = _deferred(QUIET, 4, learning_lag=lag)
+    w, s, stream = _problem(batch=2)
+    kw = dict(duration=SPP * DT)
+    sol = simulate(model, ref.to_package_weights(w), ref.to_package_state(s), stream, lr_scale=0.4, **kw)
+    scaled = _deferred(model, 1, eta_W=0.02, eta_IP=0.02, eta_PI=0.02, eta_B=0.02)
+    w_ref, tr_ref, s_ref, _ = ref.run(ref.params_of(scaled), w, s, stream.x, stream.target, stream.target_on, SPP,
+                                      SPP, lag_steps=round(lag / DT))
+    got_w, got_tr = ref.from_package_weights(sol.weights), ref.from_package_weights(sol.traces)
+    for name in ref.WEIGHT_NAMES:
+        for a, b, c in zip(got_w[name], w_ref[name], w[name], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)
+            assert np.max(np.abs(b - c)) > 1e-3, f"{name} barely moved: a weak test"
+        for a, b in zip(got_tr[name], tr_ref[name], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"traces.{name}")
+    np.testing.assert_allclose(np.asarray(sol.state.u[0]), s_ref["u"][0], rtol=1e-10, atol=1e-12)
+    frozen = simulate(model, ref.to_package_weights(w), ref.to_package_state(s), stream, lr_scale=0.0, **kw)
+    for x, y in zip(_leaves(frozen.weights, frozen.traces), _leaves(ref.to_package_weights(w),
+                    ref.to_package_weights(ref.zeros_like(w))), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_deferred_divergence_is_reported() -> None:
+    """The divergence check still names the array and hands back the last good point."""
+    model = Model(network=NetworkSpec(sizes=SIZES), plasticity=Plasticity(eta_W=0.01, defer=5),
+                  simulation=Simulation(sigma=0.0, divergence_bound=0.5))
+    w = ref.zeros_like(ref.random_weights(np.random.default_rng(0), SIZES))
+    w["W"][0] = np.full((SIZES[1], SIZES[0]), 2.0)
+    stream = Stream.of(np.ones((1, 1, SIZES[0])))
+    with pytest.raises(DivergenceError) as info:
+        simulate(model, ref.to_package_weights(_f32(w)), ref.to_package_state(_f32(ref.rest_state(SIZES, 1))),
+                 _f32_stream(stream), duration=20.0, record=Record(quantities=(), stride=10), chunk_steps=50)
+    assert (info.value.quantity, info.value.layer) == ("u", 1)
+    assert np.max(np.abs(np.asarray(info.value.last_good[2].u[0]))) <= 0.5
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        (dict(defer=0), "plasticity.defer: must be an integer >= 1, got 0"),
+        (dict(defer=2.0), "plasticity.defer: must be an integer >= 1, got 2.0"),
+        (dict(defer=True), "plasticity.defer: must be an integer >= 1, got True"),
+        (dict(defer=4, update_every=2, tau_w=0.0), "plasticity.defer: = 4 cannot be combined with plasticity"
+                                                   ".update_every = 2"),
+    ],
+)
+def test_defer_config_is_checked(kw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match="^" + message.replace(".", r"\.").replace("(", r"\(")):
+        Plasticity(**kw)
+
+
+def test_defer_must_divide_the_pattern_and_the_stride(no_tracing: None) -> None:
+    model = _deferred(QUIET, 3)
+    w, s, stream = _problem()
+    args = (model, ref.to_package_weights(w), ref.to_package_state(s), stream)
+    with pytest.raises(InputError, match=r"plasticity\.defer = 3 must divide the 100 steps of one pattern"):
+        simulate(*args, duration=SPP * DT)
+    with pytest.raises(InputError, match=r"record\.stride = 10 must be a multiple of plasticity\.defer = 3"):
+        simulate(*args, duration=30 * DT, record=Record(quantities=("u",), stride=10))
+    with pytest.raises(AssertionError, match="compiled loop"):  # without plasticity K does not apply
+        simulate(*args, duration=SPP * DT, plastic=False)

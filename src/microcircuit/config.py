@@ -191,7 +191,14 @@ class Plasticity:
     """Learning rates per matrix (per ms, η = 0 freezes), the τ_w trace and the learning lag (§3).
 
     ``update_every`` = K > 1 sums the increments of K steps and applies them at once, as one matrix
-    product per array (the weights are held for K steps; exact for K = 1).
+    product per array (the weights are held for K steps: an approximation, exact for K = 1).
+
+    ``defer`` = K > 1 changes only how the same step-by-step updates are computed, not what they are:
+    the matrices' rank-B increments of K steps are kept as factors and applied once per K steps, while
+    the dynamics see the exact weights of every step (``microcircuit.deferred``). Same trajectory up to
+    float rounding, with less memory traffic: faster for batch 1 and large layers (K ≈ 50 for
+    784-500-500-10), slower for small networks or large batches (docs/benchmarks.md). K = 1 (default)
+    updates every step. Steps per pattern and ``record.stride`` must be multiples of K.
 
     ``eta_W`` has one entry per bottom-up matrix W_1..W_N (or one float for all); ``eta_IP``, ``eta_PI``
     and ``eta_B`` one per hidden layer. Biases learn with the rate of their matrix.
@@ -204,9 +211,15 @@ class Plasticity:
     tau_w: float = 30.0
     learning_lag: float = 0.0
     update_every: int = 1
+    defer: int = 1
 
     def __post_init__(self) -> None:
         _positive("plasticity.tau_w", self.tau_w, allow_zero=True)
+        _check(
+            isinstance(self.defer, int) and not isinstance(self.defer, bool) and self.defer >= 1,
+            "plasticity.defer",
+            f"must be an integer >= 1, got {self.defer!r}",
+        )
         _check(
             isinstance(self.update_every, int) and not isinstance(self.update_every, bool) and self.update_every >= 1,
             "plasticity.update_every",
@@ -217,6 +230,12 @@ class Plasticity:
             "plasticity.update_every",
             f"= {self.update_every} needs plasticity.tau_w = 0 (the increments of several steps are summed and "
             f"applied at once), got tau_w = {self.tau_w}",
+        )
+        _check(
+            self.defer == 1 or self.update_every == 1,
+            "plasticity.defer",
+            f"= {self.defer} cannot be combined with plasticity.update_every = {self.update_every} (defer is the "
+            "exact step-by-step update computed in blocks; update_every holds the weights): set one of them to 1",
         )
         _positive("plasticity.learning_lag", self.learning_lag, allow_zero=True)
         for name in ("eta_W", "eta_IP", "eta_PI", "eta_B"):

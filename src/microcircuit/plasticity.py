@@ -15,7 +15,7 @@ from .network import Weights
 from .transfer import phi
 
 __all__ = [
-    "apply_updates", "from_factors", "increment_factors", "increments", "order_after", "zero_traces",
+    "apply_updates", "from_factors", "increment_factors", "increments", "learning_rates", "order_after", "zero_traces",
 ]
 
 
@@ -24,11 +24,16 @@ def zero_traces(w: Weights) -> Weights:
     return jax.tree_util.tree_map(jnp.zeros_like, w)
 
 
-def increment_factors(model: Model, w: Weights, s: State, d: Dendrites) -> Weights:
+def increment_factors(
+    model: Model, w: Weights, s: State, d: Dendrites, top_down: tuple[jax.Array, ...] | None = None
+) -> Weights:
     """The factors of rules (7)–(10) at the state ``s``, in the layout of :class:`Weights`: (post error,
     pre rate) for a matrix, whose increment is mean_b err_b pre_bᵀ; the error alone for a bias; ``None``
     where frozen (η = 0) or without biases. Kept apart so that increments of several steps can be summed
-    as one matrix product (``plasticity.update_every``)."""
+    as one matrix product (``plasticity.update_every``) or kept factored (``plasticity.defer``).
+
+    ``top_down``: the products B_k r_{k+1} of rule (10), when the caller has them already (else computed
+    from ``w.B``)."""
     g, p = model.conductances, model.plasticity
     t = model.network.transfer
     bias = model.network.bias
@@ -55,13 +60,15 @@ def increment_factors(model: Model, w: Weights, s: State, d: Dendrites) -> Weigh
         if p.eta_PI[i] != 0:  # (9) [0 − v_A,k] (r^I_k)ᵀ
             PI[i] = (-d.v_apical[i], d.r_inter[i])
         if p.eta_B[i] != 0:  # (10) [φ(u_k) − φ(B_k r_{k+1})] r_{k+1}ᵀ
-            B[i] = (d.r[i] - phi(t, matvec(w.B[i], d.r[i + 1])), d.r[i + 1])
+            pred = matvec(w.B[i], d.r[i + 1]) if top_down is None else top_down[i]
+            B[i] = (d.r[i] - phi(t, pred), d.r[i + 1])
     return Weights(tuple(W), tuple(b), tuple(B), tuple(PI), tuple(IP), tuple(c))
 
 
-def from_factors(w: Weights, factors: Weights, batch: int) -> Weights:
+def from_factors(w: Weights, factors: Weights, batch: int, only: tuple[str, ...] | None = None) -> Weights:
     """Increments from :func:`increment_factors` (zeros where ``None``). Factors of K steps stacked along
-    the batch axis, (K·B, n), give the sum of the K steps' batch means as one matrix product."""
+    the batch axis, (K·B, n), give the sum of the K steps' batch means as one matrix product.
+    ``only``: compute just these fields of :class:`Weights` (the others are ``None``)."""
 
     def one(like: jax.Array, f: tuple[jax.Array, jax.Array] | jax.Array | None) -> jax.Array:
         if f is None:
@@ -71,7 +78,8 @@ def from_factors(w: Weights, factors: Weights, batch: int) -> Weights:
         return f.sum(0) / batch
 
     return Weights(*(
-        tuple(one(a, f) for a, f in zip(arrays, fs, strict=True)) for arrays, fs in zip(w, factors, strict=True)
+        tuple(one(a, f) if only is None or name in only else None for a, f in zip(arrays, fs, strict=True))
+        for name, arrays, fs in zip(Weights._fields, w, factors, strict=True)
     ))
 
 
@@ -93,7 +101,7 @@ def order_after(*trees: object) -> jax.Array:
     return 0.0 * sum(leaf.reshape(-1)[0] for leaf in leaves)
 
 
-def _rates(model: Model) -> Weights:
+def learning_rates(model: Model) -> Weights:
     """η per weight array, in the layout of :class:`Weights` (biases share their matrix's rate)."""
     p = model.plasticity
     return Weights(p.eta_W, p.eta_W, p.eta_B, p.eta_PI, p.eta_IP, p.eta_IP)
@@ -106,20 +114,24 @@ def apply_updates(
     delta: Weights,
     gate: jax.Array | None = None,
     after: jax.Array | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> tuple[Weights, Weights]:
     """One Euler step of the weights: W += dt·η·Δ and τ_w dΔ/dt = −Δ + δ (or W += dt·η·δ when τ_w = 0).
 
-    ``gate`` (0 or 1, traced) pauses weights and traces together, e.g. during the learning lag.
+    ``gate`` (traced) scales every weight step (learning lag 0/1 times a learning-rate scale); where it
+    is not > 0 the traces are held too, e.g. during the learning lag.
     ``after``: a zero from :func:`order_after`, to make the updates in place (see there).
+    ``only``: update just these fields of :class:`Weights` (e.g. ``("b", "c")``); the others, whose
+    ``delta`` entries are not read, pass through unchanged.
     """
     zero = 0.0 if after is None else after
     dt, tau_w = model.simulation.dt, model.plasticity.tau_w
     a_w = filter_factor(model.simulation, tau_w) if tau_w > 0 else 0.0  # τ_w dΔ/dt = −Δ + δ
     bias = model.network.bias
-    rates = _rates(model)
+    rates = learning_rates(model)
     new_w, new_tr = [], []
     for name, ws, trs, ds, etas in zip(Weights._fields, w, traces, delta, rates, strict=True):
-        if name in ("b", "c") and not bias:
+        if (name in ("b", "c") and not bias) or (only is not None and name not in only):
             new_w.append(ws)
             new_tr.append(trs)
             continue

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import deferred
 from .config import Model, Record, Simulation
 from .dynamics import Dendrites, State, dendrites, integrate_potentials
 from .errors import DivergenceError, InputError
@@ -164,7 +165,7 @@ def _chunk(
     block = noisy and stride * batch * width <= NOISE_BLOCK_ELEMENTS
     draw = lambda n: jax.random.normal(jax.random.fold_in(key, n), (batch, width), dtype)  # noqa: E731
 
-    K = model.plasticity.update_every if plastic else 1
+    K, defer = block_steps(model, plastic)
 
     def gate_at(n: jax.Array) -> jax.Array | None:  # learning lag (0/1) times the learning-rate scale
         lag_gate = ((n % spp) >= lag).astype(dtype) if (plastic and lag > 0) else None
@@ -202,11 +203,34 @@ def _chunk(
         w, tr = apply_updates(model, c.weights, c.traces, delta, lr_scale, after=order_after(delta))
         return c._replace(weights=w, traces=tr), None
 
+    def one_deferred_block(c: _Carry, xis: jax.Array | None) -> tuple[_Carry, None]:
+        """K exact steps with the matrices' updates deferred to the block's end (plasticity.defer)."""
+
+        def sub(cp: tuple[_Carry, deferred.Pending], xi: jax.Array | None) -> tuple[tuple, None]:
+            c, pend = cp
+            p = c.n // spp
+            if noisy and xi is None:
+                xi = draw(c.n)
+            gate = gate_at(c.n)
+            d, top = deferred.dendrites(model, c.weights, c.traces, pend, c.state)
+            s = integrate_potentials(model, c.state, d, stream.x[p], stream.target[p], stream.target_on[p], None, xi)
+            f = increment_factors(model, c.weights, c.state, d, top_down=top)
+            after = order_after(d)
+            biases = ("b", "c")  # step by step; the matrices' updates are deferred
+            delta = from_factors(c.weights, f, batch, only=biases)
+            w, tr = apply_updates(model, c.weights, c.traces, delta, gate, after=after, only=biases)
+            pend = deferred.push(model, pend, f, gate, after=after)
+            return (c._replace(weights=w, traces=tr, state=s, n=c.n + 1), pend), None
+
+        (c, pend), _ = jax.lax.scan(sub, (c, deferred.start(model, c.weights, K, batch)), xis, length=K)
+        w, tr = deferred.flush(model, c.weights, c.traces, pend)
+        return c._replace(weights=w, traces=tr), None
+
     def one_record(c: _Carry, _: None) -> tuple[_Carry, dict[str, jax.Array]]:
         xs = jax.vmap(draw)(c.n + jnp.arange(stride, dtype=c.n.dtype)) if block else None
         if K > 1:
             xs = None if xs is None else xs.reshape(stride // K, K, *xs.shape[1:])
-            c, _ = jax.lax.scan(one_block, c, xs, length=stride // K)
+            c, _ = jax.lax.scan(one_deferred_block if defer else one_block, c, xs, length=stride // K)
         else:
             c, _ = jax.lax.scan(one_step, c, xs, length=stride)
         flags = _bounded_flags(c.state, model.simulation.divergence_bound)
@@ -276,6 +300,15 @@ def _check_inputs(
     if spp * P >= 2**31:
         raise InputError(f"{spp * P} steps in one call: split the stream (at most 2**31 − 1 steps per call)")
     return spp
+
+
+def block_steps(model: Model, plastic: bool) -> tuple[int, bool]:
+    """The steps K of one block of the loop and whether it is a deferred (exact) block: K =
+    ``plasticity.defer`` (True) or ``plasticity.update_every`` (False); 1 when not plastic."""
+    p = model.plasticity
+    if not plastic:
+        return 1, False
+    return (p.defer, True) if p.defer > 1 else (p.update_every, False)
 
 
 def steps_per_pattern(duration: float, dt: float) -> int:
@@ -348,13 +381,14 @@ def simulate(
     if sim.sigma > 0 and key is None:
         raise InputError("key: a PRNG key is needed when simulation.sigma > 0 (e.g. jax.random.key(0))")
     spp = _check_inputs(model, weights, state, stream, duration, traces)
-    K = model.plasticity.update_every if plastic else 1
+    K, defer = block_steps(model, plastic)
+    option = "plasticity.defer" if defer else "plasticity.update_every"
     if spp % K:
-        raise InputError(f"plasticity.update_every = {K} must divide the {spp} steps of one pattern")
+        raise InputError(f"{option} = {K} must divide the {spp} steps of one pattern")
     record = record or Record(quantities=(), stride=max(K, min(spp, chunk_steps) // K * K))
     stride = record.stride
     if stride % K:
-        raise InputError(f"record.stride = {stride} must be a multiple of plasticity.update_every = {K}")
+        raise InputError(f"record.stride = {stride} must be a multiple of {option} = {K}")
     total = spp * stream.x.shape[0]
     lag = round(model.plasticity.learning_lag / sim.dt)
     ctx, cast = precision(sim)
