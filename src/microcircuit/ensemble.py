@@ -131,7 +131,7 @@ def simulate_ensemble(
         dt = jnp.dtype(sim.dtype)
         w, s = cast(weights), cast(state)
         tr = jax.vmap(zero_traces)(w) if traces is None else cast(traces)
-        stream = Stream(jnp.asarray(stream.x, dt), jnp.asarray(stream.target, dt), jnp.asarray(stream.target_on, bool))
+        stream = stream.cast(dt)
         done = 0
         while done < total:
             steps = min(chunk_steps, total - done)

@@ -58,6 +58,10 @@ class Stream(NamedTuple):
             on = np.ones(x.shape[0], bool) if target_on is None else np.broadcast_to(target_on, x.shape[:1])
         return cls(x, target, np.asarray(on, bool))
 
+    def cast(self, dtype: Any) -> Stream:
+        """The same stream as device arrays: inputs and targets in ``dtype``, flags as bool."""
+        return Stream(jnp.asarray(self.x, dtype), jnp.asarray(self.target, dtype), jnp.asarray(self.target_on, bool))
+
 
 class Solution(NamedTuple):
     """What ``simulate`` returns: final weights, traces and state; snapshots; their times (ms)."""
@@ -396,7 +400,7 @@ def simulate(
         dt = jnp.dtype(sim.dtype)
         weights, state = cast(weights), cast(state)
         traces = zero_traces(weights) if traces is None else cast(traces)
-        stream = Stream(jnp.asarray(stream.x, dt), jnp.asarray(stream.target, dt), jnp.asarray(stream.target_on, bool))
+        stream = stream.cast(dt)
         key = jax.random.key(0) if key is None else key
         lr = None if lr_scale is None else jnp.asarray(lr_scale, dt)
         carry = _Carry(weights, traces, state, jnp.int32(0), jnp.int32(-1), jnp.int32(-1))
