@@ -48,7 +48,7 @@ from numpy_reference_step import from_microcircuit
 from microcircuit.config import Conductances, Init, Model, NetworkSpec, Plasticity, Simulation, Transfer
 from microcircuit.dynamics import init_state
 from microcircuit.network import init_weights
-from microcircuit.simulate import Stream, simulate
+from microcircuit.simulate import Stream, resolve_defer, simulate
 
 PATTERN_STEPS = 1000  # 100 ms per pattern at dt = 0.1 ms (MODEL.md §7)
 
@@ -72,12 +72,14 @@ class Case:
 
 CASES = (
     Case("small", (30, 50, 10), 1, 0.5, 50_000.0, 50_000, 10_000, 5_000, 1_000),
-    Case("large", (784, 500, 500, 10), 1, 0.05, 3_000.0, 2_000, 200, 300, 50),
+    # quick: one 1,000-step pattern; runs of a few hundred steps measure low (per-call host work, e.g. the
+    # input checks over 11 MB of weights, is not amortised)
+    Case("large", (784, 500, 500, 10), 1, 0.05, 3_000.0, 2_000, 200, 1_000, 50),
     Case("batch", (784, 500, 500, 10), 100, 0.05, None, 300, 30, 30, 10),
 )
 
 
-def make_model(case: Case, defer: int = 1) -> Model:
+def make_model(case: Case, defer: int | str = 1) -> Model:
     """All plasticity on, realistic small rates (MODEL.md §7 orders of magnitude), noise and biases on;
     ``defer`` = K > 1 computes the same updates in deferred blocks of K steps (plasticity.defer)."""
     depth = len(case.sizes) - 1
@@ -224,7 +226,7 @@ def check_reference(seed: int) -> str:
 
 
 def check_deferred(seed: int, defer: int) -> str:
-    """plasticity.defer = K and today's scheme agree in float64 (30-50-10, B = 2, 400 steps, sigma > 0).
+    """plasticity.defer = K and the step-by-step scheme agree in float64 (30-50-10, B = 2, 400 steps, sigma > 0).
 
     Not checked in float32 against NumPy: with these rates a single step's weight change, dt·eta·Delta,
     is often below the float32 spacing of the weight, so the step-by-step schemes (JAX and NumPy alike)
@@ -343,8 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     ap.add_argument("--chunk-steps", type=int, default=20_000, help="simulate(chunk_steps=...) (default 20000)")
     ap.add_argument(
-        "--defer", default="50,100", help="comma list of plasticity.defer values K to time besides today's scheme "
-        "(default 50,100; empty: none)"
+        "--defer", default="50,100", help="comma list of plasticity.defer values K to time besides the step-by-step "
+        "scheme and the default's choice (default 50,100; empty: none)"
     )
     ap.add_argument("--defer-cases", default="large", help="the cases timed with --defer too (default: large)")
     ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         ap.error(f"--defer: expected a comma list of integers, got {args.defer!r}")
     if any(k < 2 for k in defers):
-        ap.error("--defer: each K must be >= 2 (K = 1, today's scheme, is always timed)")
+        ap.error("--defer: each K must be >= 2 (K = 1, the step-by-step scheme, is always timed)")
     defer_keys = {k.strip() for k in args.defer_cases.split(",") if k.strip()}
 
     print("microcircuit dynamics benchmark: steps per second of microcircuit.simulate.simulate")
@@ -376,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     print(flush=True)
 
     rows = []
+    auto_of: dict[str, int] = {}
     all_finite = True
     for case in (c for c in CASES if c.key in keys):
         js = getattr(args, f"steps_{case.key}") or (case.quick_jax_steps if args.quick else case.jax_steps)
@@ -384,8 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         fits = tuple(k for k in defers if spp % k == 0)
         for k in set(defers) - set(fits) if case.key in defer_keys else ():
             print(f"  skipping defer = {k} for {case.label}: it does not divide the {spp} steps per pattern")
-        schemes = (1, *fits) if case.key in defer_keys else (1,)
-        names = ", ".join("today's scheme" if k == 1 else f"defer = {k}" for k in schemes)
+        auto = resolve_defer(make_model(case, "auto"), case.batch, spp).plasticity.defer  # the default's choice
+        schemes = tuple(dict.fromkeys((1, auto, *(fits if case.key in defer_keys else ()))))
+        auto_of[case.key] = auto
+        names = ", ".join("step by step" if k == 1 else f"defer = {k}" for k in schemes)
         print(f"  timing {case.label}: JAX {js:,} steps x {args.repeats} ({names}, interleaved) ...", flush=True)
         rjs = time_jax_schemes(case, js, args.repeats, args.chunk_steps, args.seed, schemes)
         rj = rjs[1]
@@ -401,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     cols = ("case", "impl", "steps", "median steps/s", "min", "max", "us/step", "CPU%", "JAX/NumPy", "target", "finite")
     table = []
     for case, rjs, rn in rows:
-        impls = [("jax" if k == 1 else f"jax defer={k}", r) for k, r in rjs.items()] + [("numpy", rn)]
-        for impl, r in impls:
+        impls = [(f"jax defer={k}" + (" *" if k == auto_of[case.key] else ""), r) for k, r in rjs.items()]
+        impls.append(("numpy", rn))
+        for i, (impl, r) in enumerate(impls):
             if r is None:
                 continue
             jax_row = impl.startswith("jax")
@@ -413,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                 tgt = f">={fmt_rate(case.target)} {'met' if r.median >= case.target else 'MISSED'}"
             table.append(
                 (
-                    case.label if impl == "jax" else "",
+                    case.label if i == 0 else "",
                     impl,
                     f"{r.steps:,}",
                     fmt_rate(r.median),
@@ -442,8 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "steps/s: median over repeats, min and max alongside; us/step = 1e6 / median; CPU% = process CPU time /"
         " wall time (100 = one core busy); JAX/NumPy = ratio of medians; target: the issue's figure for 2 CPU "
-        "cores; 'jax defer=K': the same run with plasticity.defer = K (exact deferred updates), timed interleaved "
-        "with 'jax'."
+        "cores; 'jax defer=K': plasticity.defer = K (K = 1: step by step; K > 1: exact deferred updates), repeats "
+        "interleaved; *: the scheme the default, plasticity.defer = \"auto\", runs for this case."
     )
     print(f"load average at end: {_loadavg()}")
     if not all_finite:

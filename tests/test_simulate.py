@@ -488,12 +488,64 @@ def test_deferred_divergence_is_reported() -> None:
     assert np.max(np.abs(np.asarray(info.value.last_good[2].u[0]))) <= 0.5
 
 
+BIG = (500, 400, 10)  # W_1 alone has 200,000 weights: the smallest size at which "auto" defers
+
+
+def _auto_k(sizes: tuple[int, ...] = BIG, batch: int = 1, spp: int = 1000, stride: int | None = None,
+            plastic: bool = True, **plasticity) -> int:
+    p = Plasticity(**{"eta_W": 0.01, "eta_IP": 0.01, "eta_PI": 0.01, "eta_B": 0.01, **plasticity})
+    model = Model(network=NetworkSpec(sizes=sizes), plasticity=p)
+    return simulate_module.resolve_defer(model, batch, spp, stride, plastic).plasticity.defer
+
+
+def test_auto_defer_picks_blocks_only_where_they_pay() -> None:
+    """defer = "auto" (the default) defers in blocks of the largest K in 50..10 dividing the steps per
+    pattern and the record stride, for batch <= 2 and >= 200,000 plastic matrix weights; else 1."""
+    assert Plasticity().defer == "auto"
+    assert _auto_k() == 50
+    assert _auto_k(sizes=(784, 500, 500, 10), batch=2) == 50
+    assert _auto_k(spp=30) == 30 and _auto_k(spp=48) == 48 and _auto_k(spp=7) == 1 and _auto_k(spp=1) == 1
+    assert _auto_k(stride=120) == 40  # gcd(1000, 120) = 40
+    assert _auto_k(batch=3) == 1  # the low-rank terms grow with B²
+    assert _auto_k(sizes=(30, 50, 10)) == 1  # dispatch-bound: blocks add kernels
+    assert _auto_k(sizes=(490, 400, 10), eta_IP=0.0, eta_PI=0.0, eta_B=0.0) == 50  # W_1, W_2: 196,000 + 4,000
+    assert _auto_k(sizes=(489, 400, 10), eta_IP=0.0, eta_PI=0.0, eta_B=0.0) == 1  # 195,600 + 4,000
+    assert _auto_k(sizes=(500, 400, 10), eta_W=(0.0, 0.01), eta_B=0.0) == 1  # W_1 frozen: 12,000 plastic
+    assert _auto_k(plastic=False) == 1
+    assert _auto_k(update_every=4, tau_w=0.0) == 1
+    assert _auto_k(defer=7) == 7  # an explicit K is kept
+
+
+def test_auto_defer_runs_the_deferred_blocks() -> None:
+    """With "auto" simulate runs the blocks it chose (bit-identical to defer = 50), and the result is
+    the step-by-step trajectory (float64, τ_w on, 100 steps with a pattern switch at 50: 1e-10)."""
+    model = Model(
+        network=NetworkSpec(sizes=BIG, transfer=Transfer(kind="logistic")),
+        plasticity=Plasticity(eta_W=0.05, eta_IP=0.05, eta_PI=0.05, eta_B=0.05, tau_w=2.0),
+        simulation=Simulation(sigma=0.0, dtype="float64"),
+    )
+    rng = np.random.default_rng(0)
+    w, s = ref.random_weights(rng, BIG, scale=0.05), ref.rest_state(BIG, 1)
+    stream = Stream.of(rng.uniform(0, 1, (2, 1, BIG[0])), rng.uniform(-1, 1, (2, 1, BIG[-1])), np.ones(2, bool))
+    run = lambda m: simulate(m, ref.to_package_weights(w), ref.to_package_state(s), stream, duration=50 * 0.1)  # noqa: E731
+    auto, fifty, steps = run(model), run(_deferred(model, 50)), run(_deferred(model, 1))
+    trees = [_leaves(r.weights, r.traces, r.state) for r in (auto, fifty, steps)]
+    for x, y, z in zip(*trees, strict=True):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_allclose(x, z, rtol=1e-10, atol=1e-12)
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(_leaves(auto.weights), _leaves(ref.to_package_weights(w)),
+                                                          strict=True)) > 1e-6
+    # the rounding of the two schemes differs, so bit-equality with defer = 50 shows which one ran
+    assert any(np.any(x != z) for x, z in zip(_leaves(fifty.weights), _leaves(steps.weights), strict=True))
+
+
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        (dict(defer=0), "plasticity.defer: must be an integer >= 1, got 0"),
-        (dict(defer=2.0), "plasticity.defer: must be an integer >= 1, got 2.0"),
-        (dict(defer=True), "plasticity.defer: must be an integer >= 1, got True"),
+        (dict(defer=0), 'plasticity.defer: must be an integer >= 1 or "auto", got 0'),
+        (dict(defer=2.0), 'plasticity.defer: must be an integer >= 1 or "auto", got 2.0'),
+        (dict(defer=True), 'plasticity.defer: must be an integer >= 1 or "auto", got True'),
+        (dict(defer="fast"), "plasticity.defer: must be an integer >= 1 or \"auto\", got 'fast'"),
         (dict(defer=4, update_every=2, tau_w=0.0), "plasticity.defer: = 4 cannot be combined with plasticity"
                                                    ".update_every = 2"),
     ],

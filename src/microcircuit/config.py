@@ -197,8 +197,11 @@ class Plasticity:
     the matrices' rank-B increments of K steps are kept as factors and applied once per K steps, while
     the dynamics see the exact weights of every step (``microcircuit.deferred``). Same trajectory up to
     float rounding, with less memory traffic: faster for batch 1 and large layers (K ≈ 50 for
-    784-500-500-10), slower for small networks or large batches (docs/benchmarks.md). K = 1 (default)
-    updates every step. Steps per pattern and ``record.stride`` must be multiples of K.
+    784-500-500-10), slower for small networks or large batches (docs/benchmarks.md). K = 1 updates every
+    step. Steps per pattern and ``record.stride`` must be multiples of K. ``"auto"`` (the default) lets
+    :func:`microcircuit.simulate.resolve_defer` choose per run: K ≈ 50 where it pays (batch ≤ 2, at
+    least 200,000 plastic matrix weights, a divisor of the steps per pattern and of ``record.stride``),
+    else 1.
 
     ``eta_W`` has one entry per bottom-up matrix W_1..W_N (or one float for all); ``eta_IP``, ``eta_PI``
     and ``eta_B`` one per hidden layer. Biases learn with the rate of their matrix.
@@ -211,14 +214,15 @@ class Plasticity:
     tau_w: float = 30.0
     learning_lag: float = 0.0
     update_every: int = 1
-    defer: int = 1
+    defer: int | str = "auto"
 
     def __post_init__(self) -> None:
         _positive("plasticity.tau_w", self.tau_w, allow_zero=True)
         _check(
-            isinstance(self.defer, int) and not isinstance(self.defer, bool) and self.defer >= 1,
+            self.defer == "auto"
+            or (isinstance(self.defer, int) and not isinstance(self.defer, bool) and self.defer >= 1),
             "plasticity.defer",
-            f"must be an integer >= 1, got {self.defer!r}",
+            f"must be an integer >= 1 or \"auto\", got {self.defer!r}",
         )
         _check(
             isinstance(self.update_every, int) and not isinstance(self.update_every, bool) and self.update_every >= 1,
@@ -232,7 +236,7 @@ class Plasticity:
             f"applied at once), got tau_w = {self.tau_w}",
         )
         _check(
-            self.defer == 1 or self.update_every == 1,
+            self.defer in (1, "auto") or self.update_every == 1,
             "plasticity.defer",
             f"= {self.defer} cannot be combined with plasticity.update_every = {self.update_every} (defer is the "
             "exact step-by-step update computed in blocks; update_every holds the weights): set one of them to 1",

@@ -9,6 +9,7 @@ and divergence is checked between chunks; memory grows with the number of snapsh
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -23,9 +24,17 @@ from .config import Model, Record, Simulation
 from .dynamics import Dendrites, State, dendrites, integrate_potentials
 from .errors import DivergenceError, InputError
 from .network import Weights
-from .plasticity import apply_updates, from_factors, increment_factors, increments, order_after, zero_traces
+from .plasticity import (
+    apply_updates,
+    from_factors,
+    increment_factors,
+    increments,
+    learning_rates,
+    order_after,
+    zero_traces,
+)
 
-__all__ = ["Solution", "Stream", "simulate", "step"]
+__all__ = ["Solution", "Stream", "resolve_defer", "simulate", "step"]
 
 NOISE_BLOCK_ELEMENTS = 1 << 22  # noise drawn per record when stride * batch * width is at most this (16 MB f32)
 
@@ -308,11 +317,41 @@ def _check_inputs(
 
 def block_steps(model: Model, plastic: bool) -> tuple[int, bool]:
     """The steps K of one block of the loop and whether it is a deferred (exact) block: K =
-    ``plasticity.defer`` (True) or ``plasticity.update_every`` (False); 1 when not plastic."""
+    ``plasticity.defer`` (True) or ``plasticity.update_every`` (False); 1 when not plastic.
+    ``defer = "auto"`` counts as 1 here: :func:`resolve_defer` replaces it first."""
     p = model.plasticity
     if not plastic:
         return 1, False
-    return (p.defer, True) if p.defer > 1 else (p.update_every, False)
+    return (p.defer, True) if p.defer != "auto" and p.defer > 1 else (p.update_every, False)
+
+
+# plasticity.defer = "auto" (docs/benchmarks.md, "Deferred updates"): deferring pays where the step streams
+# large matrices for few samples; it costs more than it saves for small networks or large batches.
+AUTO_DEFER_MAX_BATCH = 2
+AUTO_DEFER_MIN_WEIGHTS = 200_000  # plastic matrix entries (784-500-500-10: 1.41 M; 30-50-10: 3,100)
+AUTO_DEFER_BLOCKS = range(50, 9, -1)  # the largest admissible K in 50..10 (the benchmark's best was 50)
+
+
+def resolve_defer(model: Model, batch: int, spp: int, stride: int | None = None, plastic: bool = True) -> Model:
+    """``model`` with ``plasticity.defer = "auto"`` replaced by a block size K (an integer K leaves it
+    unchanged). K is the largest of 50..10 that divides the steps per pattern ``spp`` (and ``stride``,
+    the record stride, if given) when the run is plastic, ``update_every`` = 1, the batch is at most
+    2 and at least 200,000 matrix weights are plastic; else 1 (step by step). Either way the updates
+    are the exact step-by-step ones (:mod:`microcircuit.deferred`)."""
+    p = model.plasticity
+    if p.defer != "auto":
+        return model
+    n, N = model.network.sizes, model.network.depth
+    shapes = {"W": [(n[i + 1], n[i]) for i in range(N)], "B": [(n[i + 1], n[i + 2]) for i in range(N - 1)],
+              "PI": [(n[i + 1], n[i + 2]) for i in range(N - 1)], "IP": [(n[i + 2], n[i + 1]) for i in range(N - 1)]}
+    rates = learning_rates(model)
+    plastic_weights = sum(a * b for name, shp in shapes.items()
+                          for (a, b), eta in zip(shp, getattr(rates, name), strict=True) if eta != 0)
+    k = 1
+    if plastic and p.update_every == 1 and batch <= AUTO_DEFER_MAX_BATCH and plastic_weights >= AUTO_DEFER_MIN_WEIGHTS:
+        period = spp if stride is None else math.gcd(spp, stride)
+        k = next((b for b in AUTO_DEFER_BLOCKS if period % b == 0), 1)
+    return dataclasses.replace(model, plasticity=dataclasses.replace(p, defer=k))
 
 
 def steps_per_pattern(duration: float, dt: float) -> int:
@@ -385,6 +424,7 @@ def simulate(
     if sim.sigma > 0 and key is None:
         raise InputError("key: a PRNG key is needed when simulation.sigma > 0 (e.g. jax.random.key(0))")
     spp = _check_inputs(model, weights, state, stream, duration, traces)
+    model = resolve_defer(model, state.r_in.shape[0], spp, record.stride if record else None, plastic)
     K, defer = block_steps(model, plastic)
     option = "plasticity.defer" if defer else "plasticity.update_every"
     if spp % K:
