@@ -48,7 +48,8 @@ def main() -> None:
     t0 = time.perf_counter()
     out = mnist.run(cfg, None)
     print(json.dumps({"T": args.T, "lag": args.lag, "overrides": args.overrides, "n_check": args.n_check,
-                      "validation_error": out["validation_error"], "train_s": out["seconds_per_epoch"],
+                      "validation_error": out["validation_error"], "validation_curve": out["validation_curve"],
+                      "train_s": out["seconds_per_epoch"],
                       "wall_s": round(time.perf_counter() - t0, 1)}))
 
 

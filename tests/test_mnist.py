@@ -47,6 +47,17 @@ def test_baselines_run_and_beat_chance(tmp_path, preset):
     assert summary["validation_error"] < 0.8, (preset, summary["validation_error"])  # chance: 0.9
 
 
+@pytest.mark.parametrize("preset", ["mnist", "mnist-dynamics"])
+def test_float64_runs_in_float64(tmp_path, preset):
+    """simulation.dtype = float64 trains in float64 throughout (data, weights, saved best weights), with
+    no truncation warning (warnings are errors here)."""
+    cfg = apply_overrides(get_preset(preset, quick=True), [*TINY, "training.epochs=1", "training.n_train=100",
+                                                            "simulation.dtype=float64"])
+    mnist_exp.run(cfg, RunDir.create(tmp_path / "run"))
+    saved = np.load(tmp_path / "run" / "weights_best.npz")
+    assert {saved[k].dtype for k in saved.files} == {np.dtype("float64")}
+
+
 def test_frozen_matrices_do_not_move():
     cfg = apply_overrides(get_preset("mnist-frozen-w2", quick=True), ["network.sizes=[784,30,20,10]"])
     model, w, _ = build(cfg)

@@ -34,7 +34,7 @@ from ..errors import DivergenceError, RunInterrupted
 from ..network import Weights
 from ..plasticity import zero_traces
 from ..runs import RunDir, StopRequest, graceful_stop
-from ..simulate import Stream, simulate
+from ..simulate import Stream, precision, simulate
 from ..steady_state import predict, train_step
 from ..transfer import phi_inv
 from .common import build, deterministic
@@ -127,6 +127,14 @@ def _dynamics_chunk(model: Model, cfg: Config, w: Weights, tr: Weights, state: S
 
 def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
         echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train, validate after every epoch, keep the best weights, test them (float64 runs with x64 on)."""
+    ctx, _ = precision(cfg.simulation)
+    with ctx:
+        return _run(cfg, run_dir, progress=progress, echo=echo)
+
+
+def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
+         echo: Callable[[str], None] | None) -> dict[str, Any]:
     tr = cfg.training
     model, w, _ = build(cfg)
     data = load_split(cfg)
