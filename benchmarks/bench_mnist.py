@@ -5,6 +5,8 @@ per image does not depend on which images), float32, after a warm-up call that c
 
     dynamics B=1     mnist-dynamics with training.batch = 1 (the paper's online learning)
     dynamics B=10    mnist-dynamics as it is (24 ms per mini-batch, dt = 0.5 ms, exponential integrator)
+    dyn. B=10, held  the same with plasticity.update_every = 48: the weights held over each presentation
+                     and the summed increments applied at its end, as one matrix product (a lever of issue 6)
     steady state     mnist (MODEL.md §6, one up/down pass per mini-batch of 10)
     backprop         mnist-backprop (SGD, mini-batch 10)
 
@@ -86,6 +88,7 @@ def main() -> None:
     cases = [  # name, preset, overrides, images timed (full / quick)
         ("dynamics B=1", "mnist-dynamics", ["training.batch=1"], (200, 50)),
         ("dynamics B=10", "mnist-dynamics", [], (1000, 300)),
+        ("dyn. B=10, held", "mnist-dynamics", ["plasticity.update_every=48"], (1000, 300)),
         ("steady state B=10", "mnist", [], (1800, 1800)),
         ("backprop B=10", "mnist-backprop", [], (1800, 1800)),
     ]
