@@ -258,12 +258,10 @@ def _chunk(
     return jax.lax.scan(one_record, carry, None, length=n_records)
 
 
-def _check_inputs(
-    model: Model, w: Weights, s: State, stream: Stream, duration: float, traces: Weights | None = None
-) -> int:
-    """Shapes, finiteness and timing, checked on the host before any tracing. Returns steps/pattern."""
-    n, N = model.network.sizes, model.network.depth
-    expect = {
+def _weight_shapes(n: tuple[int, ...]) -> dict[str, list[tuple[int, ...]]]:
+    """The shape of every array of :class:`Weights` for layer sizes ``n`` (MODEL.md §1)."""
+    N = len(n) - 1
+    return {
         "W": [(n[i + 1], n[i]) for i in range(N)],
         "b": [(n[i + 1],) for i in range(N)],
         "B": [(n[i + 1], n[i + 2]) for i in range(N - 1)],
@@ -271,6 +269,14 @@ def _check_inputs(
         "IP": [(n[i + 2], n[i + 1]) for i in range(N - 1)],
         "c": [(n[i + 2],) for i in range(N - 1)],
     }
+
+
+def _check_inputs(
+    model: Model, w: Weights, s: State, stream: Stream, duration: float, traces: Weights | None = None
+) -> int:
+    """Shapes, finiteness and timing, checked on the host before any tracing. Returns steps/pattern."""
+    n, N = model.network.sizes, model.network.depth
+    expect = _weight_shapes(n)
     for label, tree in (("weights", w), ("traces", traces)):
         if tree is None:
             continue
@@ -341,12 +347,9 @@ def resolve_defer(model: Model, batch: int, spp: int, stride: int | None = None,
     p = model.plasticity
     if p.defer != "auto":
         return model
-    n, N = model.network.sizes, model.network.depth
-    shapes = {"W": [(n[i + 1], n[i]) for i in range(N)], "B": [(n[i + 1], n[i + 2]) for i in range(N - 1)],
-              "PI": [(n[i + 1], n[i + 2]) for i in range(N - 1)], "IP": [(n[i + 2], n[i + 1]) for i in range(N - 1)]}
-    rates = learning_rates(model)
-    plastic_weights = sum(a * b for name, shp in shapes.items()
-                          for (a, b), eta in zip(shp, getattr(rates, name), strict=True) if eta != 0)
+    shapes, rates = _weight_shapes(model.network.sizes), learning_rates(model)
+    plastic_weights = sum(math.prod(shp) for name in ("W", "B", "PI", "IP")
+                          for shp, eta in zip(shapes[name], getattr(rates, name), strict=True) if eta != 0)
     k = 1
     if plastic and p.update_every == 1 and batch <= AUTO_DEFER_MAX_BATCH and plastic_weights >= AUTO_DEFER_MIN_WEIGHTS:
         period = spp if stride is None else math.gcd(spp, stride)
