@@ -8,8 +8,16 @@ steady state with ``--passes`` up/down passes (1 = the paper's scheme, 30 ≈ co
 ``steady``: the ``mnist`` preset on the first 10,000 training images for 3 epochs (decay 0.8), its
 validation error on the first 2,000 validation images (the images the levers script checks).
 
+``settle RUN``: how fast the circuit settles. Ten training images with their targets are presented for
+100 ms (plasticity off, float64) after ten others, and the relative distance of every layer's potentials
+from the exact fixed point is printed against time. ``--weights FILE`` picks a checkpoint or weights file
+(default: the run's best weights; ``initial`` = the run's initial weights); ``--scale-B s`` multiplies B
+and PI by s, which keeps the self-predicting state and the network function but scales the top-down loop.
+
     python scripts/mnist_dynamics_diagnosis.py update /tmp/mnist_dyn --passes 30 --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py steady --data PATH/mnist.npz
+    python scripts/mnist_dynamics_diagnosis.py settle RUN --weights RUN/checkpoints/ckpt-000000000009.npz \
+        [--scale-B 0.33] --data PATH/mnist.npz
 """
 
 from __future__ import annotations
@@ -21,10 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from microcircuit.config import apply_overrides
-from microcircuit.dynamics import init_state
+from microcircuit.config import Record, apply_overrides
+from microcircuit.dynamics import dendrites, init_state
 from microcircuit.experiments import mnist as mx
 from microcircuit.experiments.common import build
+from microcircuit.fixed_point import steady_state
 from microcircuit.network import Weights
 from microcircuit.presets import get_preset
 from microcircuit.runs import resume_config
@@ -35,13 +44,20 @@ from microcircuit.transfer import phi_inv
 LR = 1e-3
 
 
+def load_weights(path: str, w0: Weights) -> Weights:
+    """Float64 weights from a ``weights_best.npz`` (keys ``W_1``...) or a run checkpoint (``t/weights/W/0``...)."""
+    z = np.load(path)
+    best = "W_1" in z.files
+    key = (lambda n, i: f"{n}_{i + 1}") if best else (lambda n, i: f"t/weights/{n}/{i}")
+    return Weights(*(tuple(jnp.asarray(z[key(n, i)], jnp.float64) for i in range(len(getattr(w0, n))))
+                     for n in Weights._fields))
+
+
 def update(run: str, passes: int, data: str) -> None:
     jax.config.update("jax_enable_x64", True)
     cfg = apply_overrides(resume_config(run), ["simulation.dtype=float64", f"training.data={data}"])
     model, w0, _ = build(cfg)
-    z = np.load(f"{run}/weights_best.npz")
-    w = Weights(*(tuple(jnp.asarray(z[f"{n}_{i + 1}"], jnp.float64) for i in range(len(getattr(w0, n))))
-                  for n in Weights._fields))
+    w = load_weights(f"{run}/weights_best.npz", w0)
     ss_model, _, _ = build(apply_overrides(get_preset("mnist"), ["simulation.dtype=float64"]))
     x, y = mx.load_split(cfg)["train"]
     ut = phi_inv(model.network.transfer, np.where(np.eye(10, dtype=bool)[y], 0.8, 0.1))
@@ -66,6 +82,34 @@ def update(run: str, passes: int, data: str) -> None:
         print(f"T {T:g} lag {lag:g} vs {passes} pass(es): " + " | ".join(out))
 
 
+def settle(run: str, weights: str | None, scale_B: float, data: str) -> None:
+    jax.config.update("jax_enable_x64", True)
+    cfg = apply_overrides(resume_config(run), ["simulation.dtype=float64", f"training.data={data}"])
+    model, w0, _ = build(cfg)
+    w = w0 if weights == "initial" else load_weights(weights or f"{run}/weights_best.npz", w0)
+    w = w._replace(B=tuple(scale_B * a for a in w.B), PI=tuple(scale_B * a for a in w.PI))
+    x, y = mx.load_split(cfg)["train"]
+    ut = phi_inv(model.network.transfer, np.where(np.eye(10, dtype=bool)[y], 0.8, 0.1))
+    idx = np.random.default_rng(1).choice(len(x), 20, replace=False)
+    xb, tb, x_prev, t_prev = x[idx[:10]] * 1.0, ut[idx[:10]], x[idx[10:]] * 1.0, ut[idx[10:]]
+    on, dt = np.ones(1, bool), model.simulation.dt
+    pre = simulate(model, w, init_state(model.network, 10, "float64"), Stream.of(x_prev[None], t_prev[None], on),
+                   duration=cfg.stimulus.duration, plastic=False)  # the previous mini-batch, as in training
+    sol = simulate(model, w, pre.state, Stream.of(xb[None], tb[None], on), duration=100.0, plastic=False,
+                   record=Record(quantities=("u", "u_inter", "v_apical"), stride=1))
+    fp = steady_state(model, w, xb, tb, iterations=4000)
+    fp_apical = dendrites(model, w, fp).v_apical  # at the fixed point, v_A,k carries layer k's error
+    rel = lambda a, b: np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b))  # noqa: E731
+    print(f"relative distance from the fixed point (B, PI x {scale_B:g}); columns u_1..u_N, "
+          "u^I_1..u^I_N-1, v_A,1..v_A,N-1")
+    for t in (4, 8, 12, 16, 24, 40, 60, 100):
+        i = round(t / dt) - 1
+        cols = [rel(sol.records[f"u_{k + 1}"][i], fp.u[k]) for k in range(len(fp.u))]
+        cols += [rel(sol.records[f"u_inter_{k + 1}"][i], fp.u_inter[k]) for k in range(len(fp.u_inter))]
+        cols += [rel(sol.records[f"v_apical_{k + 1}"][i], fp_apical[k]) for k in range(len(fp_apical))]
+        print(f"t = {t:5.1f} ms  " + "  ".join(f"{c:.1e}" for c in cols))
+
+
 def steady(data: str) -> None:
     full, vals = mx.error_rate, []
 
@@ -84,15 +128,19 @@ def steady(data: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["update", "steady"])
-    ap.add_argument("run", nargs="?", help="an mnist-dynamics run folder (update)")
+    ap.add_argument("what", choices=["update", "steady", "settle"])
+    ap.add_argument("run", nargs="?", help="an mnist-dynamics run folder (update, settle)")
     ap.add_argument("--passes", type=int, default=1)
+    ap.add_argument("--weights", default=None, help="settle: a checkpoint or weights file, or 'initial'")
+    ap.add_argument("--scale-B", type=float, default=1.0, help="settle: multiply B and PI by this")
     ap.add_argument("--data", default="mnist")
     a = ap.parse_args()
+    if a.what in ("update", "settle") and not a.run:
+        ap.error(f"{a.what} needs a run folder")
     if a.what == "update":
-        if not a.run:
-            ap.error("update needs a run folder")
         update(a.run, a.passes, a.data)
+    elif a.what == "settle":
+        settle(a.run, a.weights, a.scale_B, a.data)
     else:
         steady(a.data)
 
