@@ -185,7 +185,7 @@ mnist_learned_feedback = _variant(
 DYN_T, DYN_LAG = 24.0, 8.0
 # Top-down scale: the steady-state preset's B = 3 makes the trained circuit settle slowly (the top-down loop
 # through B and PI = −B; after 9 epochs layer 1's apical error is still 90 % off its fixed point 16 ms after
-# a switch). B = 1 settles within 0.1 % by then. Layer k's error scales as B^(N−1−k), so η_k is raised by
+# a switch). B = 1 settles within 0.3 % by then. Layer k's error scales as B^(N−1−k), so η_k is raised by
 # (3 / 1)^(N−1−k) to keep the change per mini-batch (docs/results.md, "The top-down loop").
 DYN_B = 1.0
 
