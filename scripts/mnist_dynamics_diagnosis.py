@@ -45,12 +45,14 @@ LR = 1e-3
 
 
 def load_weights(path: str, w0: Weights) -> Weights:
-    """Float64 weights from a ``weights_best.npz`` (keys ``W_1``...) or a run checkpoint (``t/weights/W/0``...)."""
+    """Float64 weights from a ``weights_best.npz`` or a run checkpoint (``t/weights/W/0``...)."""
     z = np.load(path)
-    best = "W_1" in z.files
-    key = (lambda n, i: f"{n}_{i + 1}") if best else (lambda n, i: f"t/weights/{n}/{i}")
-    return Weights(*(tuple(jnp.asarray(z[key(n, i)], jnp.float64) for i in range(len(getattr(w0, n))))
-                     for n in Weights._fields))
+    if "W_1" in z.files:
+        w = mx.load_best_weights(path, w0)
+    else:
+        w = Weights(*(tuple(jnp.asarray(z[f"t/weights/{n}/{i}"]) for i in range(len(arrays)))
+                      for n, arrays in zip(Weights._fields, w0, strict=True)))
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), w)
 
 
 def update(run: str, passes: int, data: str) -> None:

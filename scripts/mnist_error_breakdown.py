@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import argparse
 
-import jax.numpy as jnp
-import numpy as np
-
 from microcircuit.experiments import mnist as mx
 from microcircuit.experiments.common import build
-from microcircuit.network import Weights
 from microcircuit.runs import resume_config
 
 
 def breakdown(run: str) -> dict[str, float]:
     cfg = resume_config(run)
     model, w0, _ = build(cfg)
-    z = np.load(f"{run}/weights_best.npz")
-    w = Weights(*(tuple(jnp.asarray(z[f"{n}_{i + 1}"]) for i in range(len(getattr(w0, n)))) for n in Weights._fields))
+    w = mx.load_best_weights(f"{run}/weights_best.npz", w0)
     d = mx.load_split(cfg)
     (xv, yv), (xt, yt), (xr, yr) = d["validation"], d["test"], d["train"]
     slices = {"validation": (xv, yv), "test": (xt, yt), "test 0-5k": (xt[:5000], yt[:5000]),

@@ -39,7 +39,7 @@ from ..steady_state import predict, train_step
 from ..transfer import phi_inv
 from .common import build, deterministic
 
-__all__ = ["dynamic_error_rate", "error_rate", "load_split", "run", "train_epoch"]
+__all__ = ["dynamic_error_rate", "error_rate", "load_best_weights", "load_split", "run", "train_epoch"]
 
 _CHUNK = 500  # mini-batches per compiled call: the progress bar and the stop check advance per call
 
@@ -57,6 +57,13 @@ def load_split(cfg: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             x, y = x[: tr.n_train], y[: tr.n_train]
         out[name] = (x, y)
     return out
+
+
+def load_best_weights(path: str | Path, like: Weights) -> Weights:
+    """The ``weights_best.npz`` that :func:`run` writes (keys ``W_1``, ``b_1``, ...), shaped like ``like``."""
+    z = np.load(path)
+    return Weights(*(tuple(jnp.asarray(z[f"{n}_{i + 1}"]) for i in range(len(arrays)))
+                     for n, arrays in zip(Weights._fields, like, strict=True)))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "method", "duration", "n_passes"))
