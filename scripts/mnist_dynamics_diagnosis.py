@@ -1,20 +1,29 @@
-"""Two diagnostics of issue 6 (docs/results.md, "Why the dynamics learn more slowly per epoch").
+"""Diagnostics of issue 6 (docs/results.md, "MNIST in continuous time"), all at the weights of an
+``mnist-dynamics`` run folder (``--weights FILE``: a checkpoint or weights file, ``initial``: the run's
+initial weights; default: its best weights), in float64.
 
-``update RUN``: one mini-batch's weight change through the dynamics vs the steady-state mode, in float64
-and linearised (``lr_scale`` 1e-3), at the best weights of an ``mnist-dynamics`` run folder. Prints the
-cosine and norm ratio per matrix for T = 24 ms / lag 8 ms and T = 60 ms / lag 30 ms, against the
-steady state with ``--passes`` up/down passes (1 = the paper's scheme, 30 ≈ converged).
+``update RUN``: one mini-batch's weight change through the dynamics vs the steady-state mode with the same
+rates over the same learning window, linearised (``lr_scale`` 1e-3). Prints the cosine and norm ratio per
+matrix for the run's T / lag and for T = 60 ms / lag 30 ms, against the steady state with ``--passes``
+up/down passes (1 = the paper's scheme, 30 ≈ converged).
+
+``saturation RUN``: one presentation's change at the run's rates (× ``--lr-scale``) projected on the
+linearised change; below 1, the error the rules read shrinks while the weights learn within it.
+
+``mismatch RUN``: how self-predicting the weights are: the apical potentials at the exact fixed point
+without a target (the interneurons' miss) against the part that a target adds (the error rule (7) reads).
 
 ``steady``: the ``mnist`` preset on the first 10,000 training images for 3 epochs (decay 0.8), its
 validation error on the first 2,000 validation images (the images the levers script checks).
 
 ``settle RUN``: how fast the circuit settles. Ten training images with their targets are presented for
-100 ms (plasticity off, float64) after ten others, and the relative distance of every layer's potentials
-from the exact fixed point is printed against time. ``--weights FILE`` picks a checkpoint or weights file
-(default: the run's best weights; ``initial`` = the run's initial weights); ``--scale-B s`` multiplies B
-and PI by s, which keeps the self-predicting state and the network function but scales the top-down loop.
+100 ms (plasticity off) after ten others, and the relative distance of every layer's potentials from the
+exact fixed point is printed against time. ``--scale-B s`` multiplies B and PI by s, which keeps the
+self-predicting state and the network function but scales the top-down loop.
 
     python scripts/mnist_dynamics_diagnosis.py update /tmp/mnist_dyn --passes 30 --data PATH/mnist.npz
+    python scripts/mnist_dynamics_diagnosis.py saturation RUN [--weights initial] --data PATH/mnist.npz
+    python scripts/mnist_dynamics_diagnosis.py mismatch RUN --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py steady --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py settle RUN --weights RUN/checkpoints/ckpt-000000000009.npz \
         [--scale-B 0.33] --data PATH/mnist.npz
@@ -55,27 +64,45 @@ def load_weights(path: str, w0: Weights) -> Weights:
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), w)
 
 
-def update(run: str, passes: int, data: str) -> None:
+def _batches(cfg, model, seed: int, n: int = 10):
+    """n training images with their targets, and n others shown before them (as in training)."""
+    x, y = mx.load_split(cfg)["train"]
+    ut = phi_inv(model.network.transfer, np.where(np.eye(10, dtype=bool)[y], 0.8, 0.1))
+    idx = np.random.default_rng(seed).choice(len(x), 2 * n, replace=False)
+    return x[idx[:n]] * 1.0, ut[idx[:n]], x[idx[n:]] * 1.0, ut[idx[n:]]
+
+
+def _presentation(model, w, batch, T: float, lr_scale: float) -> Weights:
+    """The weights after one presentation of ``batch`` for T ms, after the previous mini-batch's."""
+    xb, tb, x_prev, t_prev = batch
+    on = np.ones(1, bool)
+    pre = simulate(model, w, init_state(model.network, 10, "float64"), Stream.of(x_prev[None], t_prev[None], on),
+                   duration=T, plastic=False)
+    return simulate(model, w, pre.state, Stream.of(xb[None], tb[None], on), duration=T, lr_scale=lr_scale).weights
+
+
+def _setup(run: str, weights: str | None, data: str):
     jax.config.update("jax_enable_x64", True)
     cfg = apply_overrides(resume_config(run), ["simulation.dtype=float64", f"training.data={data}"])
     model, w0, _ = build(cfg)
-    w = load_weights(f"{run}/weights_best.npz", w0)
-    ss_model, _, _ = build(apply_overrides(get_preset("mnist"), ["simulation.dtype=float64"]))
-    x, y = mx.load_split(cfg)["train"]
-    ut = phi_inv(model.network.transfer, np.where(np.eye(10, dtype=bool)[y], 0.8, 0.1))
-    idx = np.random.default_rng(0).choice(len(x), 20, replace=False)
-    xb, tb, x_prev, t_prev = x[idx[:10]] * 1.0, ut[idx[:10]], x[idx[10:]] * 1.0, ut[idx[10:]]
+    w = w0 if weights == "initial" else load_weights(weights or f"{run}/weights_best.npz", w0)
+    return cfg, model, w
+
+
+def update(run: str, weights: str | None, passes: int, data: str) -> None:
+    """One mini-batch's linearised change through the dynamics against the steady-state mode with the same
+    rates over the same learning window (ratio 1: the same change per mini-batch)."""
+    cfg, model, w = _setup(run, weights, data)
+    batch = _batches(cfg, model, 0)
+    xb, tb = batch[:2]
+    window = cfg.stimulus.duration - cfg.plasticity.learning_lag
     change = lambda w1: jax.tree_util.tree_map(lambda a, b: (np.asarray(a) - np.asarray(b)) / LR, w1, w)  # noqa: E731
-    ref = change(train_step(ss_model, w, jnp.asarray(xb), jnp.asarray(tb), LR, duration=100.0, n_passes=passes))
-    for T, lag in ((24.0, 8.0), (60.0, 30.0)):
-        k = 100.0 / (T - lag) / 6.25  # the preset's rates are the steady state's × 100 / 16
+    ref = change(train_step(model, w, jnp.asarray(xb), jnp.asarray(tb), LR, duration=window, n_passes=passes))
+    for T, lag in ((cfg.stimulus.duration, cfg.plasticity.learning_lag), (60.0, 30.0)):
+        k = window / (T - lag)  # the same change per mini-batch over the longer window
         p = dc.replace(model.plasticity, learning_lag=lag, eta_W=tuple(e * k for e in model.plasticity.eta_W),
                        eta_IP=tuple(e * k for e in model.plasticity.eta_IP))
-        m = dc.replace(model, plasticity=p)
-        on = np.ones(1, bool)
-        pre = simulate(m, w, init_state(m.network, 10, "float64"), Stream.of(x_prev[None], t_prev[None], on),
-                       duration=T, plastic=False)  # the previous mini-batch, as in training
-        d = change(simulate(m, w, pre.state, Stream.of(xb[None], tb[None], on), duration=T, lr_scale=LR).weights)
+        d = change(_presentation(dc.replace(model, plasticity=p), w, batch, T, LR))
         out = []
         for name in ("W", "IP"):
             for i, (a, b) in enumerate(zip(getattr(d, name), getattr(ref, name), strict=True)):
@@ -84,16 +111,41 @@ def update(run: str, passes: int, data: str) -> None:
         print(f"T {T:g} lag {lag:g} vs {passes} pass(es): " + " | ".join(out))
 
 
-def settle(run: str, weights: str | None, scale_B: float, data: str) -> None:
-    jax.config.update("jax_enable_x64", True)
-    cfg = apply_overrides(resume_config(run), ["simulation.dtype=float64", f"training.data={data}"])
-    model, w0, _ = build(cfg)
-    w = w0 if weights == "initial" else load_weights(weights or f"{run}/weights_best.npz", w0)
-    w = w._replace(B=tuple(scale_B * a for a in w.B), PI=tuple(scale_B * a for a in w.PI))
+def saturation(run: str, weights: str | None, lr_scale: float, data: str) -> None:
+    """The change of one presentation at the run's rates × lr_scale, projected on the linearised change
+    (lr_scale 1e-4): below 1, the error the rules read shrinks as the weights learn within the presentation."""
+    cfg, model, w = _setup(run, weights, data)
+    T = cfg.stimulus.duration
+    for seed in range(3):
+        batch = _batches(cfg, model, seed)
+        real, lin = (jax.tree_util.tree_map(lambda a, b, s=s: (np.asarray(a) - np.asarray(b)) / s,
+                                            _presentation(model, w, batch, T, s), w) for s in (lr_scale, 1e-4))
+        out = [f"{name}{i + 1} {np.sum(a * b) / np.sum(b * b):.3f}" for name in ("W", "IP")
+               for i, (a, b) in enumerate(zip(getattr(real, name), getattr(lin, name), strict=True))]
+        print(f"batch {seed}: change at lr_scale {lr_scale:g} / linearised change: " + "  ".join(out))
+
+
+def mismatch(run: str, weights: str | None, data: str) -> None:
+    """How self-predicting the weights are: at the exact fixed point of 500 training images, the apical
+    potential without a target (the interneurons' miss, ideally 0) against the part a target adds (the error
+    that rule (7) should read)."""
+    cfg, model, w = _setup(run, weights, data)
     x, y = mx.load_split(cfg)["train"]
     ut = phi_inv(model.network.transfer, np.where(np.eye(10, dtype=bool)[y], 0.8, 0.1))
-    idx = np.random.default_rng(1).choice(len(x), 20, replace=False)
-    xb, tb, x_prev, t_prev = x[idx[:10]] * 1.0, ut[idx[:10]], x[idx[10:]] * 1.0, ut[idx[10:]]
+    idx = np.random.default_rng(0).choice(len(x), 500, replace=False)
+    xb, tb = jnp.asarray(x[idx] * 1.0), jnp.asarray(ut[idx])
+    free, nudged = (dendrites(model, w, steady_state(model, w, xb, t, iterations=3000)).v_apical for t in (None, tb))
+    for k, (f, n) in enumerate(zip(free, nudged, strict=True)):
+        f, e = np.asarray(f), np.asarray(n) - np.asarray(f)
+        print(f"layer {k + 1}: rms v_A without target {np.sqrt(np.mean(f ** 2)):.2e}, rms of the target's part "
+              f"{np.sqrt(np.mean(e ** 2)):.2e}, ratio {np.sqrt(np.mean(f ** 2) / np.mean(e ** 2)):.2f}, "
+              f"cosine {np.sum(f * e) / (np.linalg.norm(f) * np.linalg.norm(e)):.2f}")
+
+
+def settle(run: str, weights: str | None, scale_B: float, data: str) -> None:
+    cfg, model, w = _setup(run, weights, data)
+    w = w._replace(B=tuple(scale_B * a for a in w.B), PI=tuple(scale_B * a for a in w.PI))
+    xb, tb, x_prev, t_prev = _batches(cfg, model, 1)
     on, dt = np.ones(1, bool), model.simulation.dt
     pre = simulate(model, w, init_state(model.network, 10, "float64"), Stream.of(x_prev[None], t_prev[None], on),
                    duration=cfg.stimulus.duration, plastic=False)  # the previous mini-batch, as in training
@@ -130,19 +182,25 @@ def steady(data: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["update", "steady", "settle"])
-    ap.add_argument("run", nargs="?", help="an mnist-dynamics run folder (update, settle)")
-    ap.add_argument("--passes", type=int, default=1)
-    ap.add_argument("--weights", default=None, help="settle: a checkpoint or weights file, or 'initial'")
+    ap.add_argument("what", choices=["update", "steady", "settle", "saturation", "mismatch"])
+    ap.add_argument("run", nargs="?", help="an mnist-dynamics run folder (all but steady)")
+    ap.add_argument("--passes", type=int, default=1, help="update: up/down passes of the steady-state reference")
+    ap.add_argument("--weights", default=None,
+                    help="a checkpoint or weights file, or 'initial' (default: the run's best weights)")
     ap.add_argument("--scale-B", type=float, default=1.0, help="settle: multiply B and PI by this")
+    ap.add_argument("--lr-scale", type=float, default=1.0, help="saturation: the schedule's factor on the rates")
     ap.add_argument("--data", default="mnist")
     a = ap.parse_args()
-    if a.what in ("update", "settle") and not a.run:
+    if a.what != "steady" and not a.run:
         ap.error(f"{a.what} needs a run folder")
     if a.what == "update":
-        update(a.run, a.passes, a.data)
+        update(a.run, a.weights, a.passes, a.data)
     elif a.what == "settle":
         settle(a.run, a.weights, a.scale_B, a.data)
+    elif a.what == "saturation":
+        saturation(a.run, a.weights, a.lr_scale, a.data)
+    elif a.what == "mismatch":
+        mismatch(a.run, a.weights, a.data)
     else:
         steady(a.data)
 
