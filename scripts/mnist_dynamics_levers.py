@@ -1,9 +1,10 @@
 """One lever of issue 6: train ``mnist-dynamics`` with a presentation time T and a learning lag on the first
 10,000 training images for one epoch, and print the validation error measured by the dynamics.
 
-The learning rates are the steady-state preset's × 100 ms / (T − lag), as in the preset. Further
-``--set``-style overrides follow. Full MNIST is read from ``--data`` (default: the cache that
-``microcircuit data fetch-mnist`` fills). Examples (docs/results.md, "Levers"):
+The learning rates are the preset's × (24 − 8 ms) / (T − lag): the preset's change per mini-batch over
+the new learning window (``24 8`` is the preset itself). Further ``--set``-style overrides follow. Full
+MNIST is read from ``--data`` (default: the cache that ``microcircuit data fetch-mnist`` fills).
+Examples (docs/results.md, "Levers"):
 
     python scripts/mnist_dynamics_levers.py 24 8                                  # the chosen setting
     python scripts/mnist_dynamics_levers.py 24 8 simulation.dt=1.0                # a larger dt
@@ -18,7 +19,7 @@ import time
 
 from microcircuit.config import apply_overrides, merge
 from microcircuit.experiments import mnist
-from microcircuit.presets import get_preset
+from microcircuit.presets import DYN_LAG, DYN_T, get_preset
 
 
 def main() -> None:
@@ -30,12 +31,12 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=10_000)
     ap.add_argument("--n-check", type=int, default=2_000, help="the error is measured on the first N validation images")
     args = ap.parse_args()
-    base = get_preset("mnist")
-    k = 100.0 / (args.T - args.lag)
-    cfg = merge(get_preset("mnist-dynamics"), {
+    preset = get_preset("mnist-dynamics")
+    k = (DYN_T - DYN_LAG) / (args.T - args.lag)  # the preset's change per mini-batch over the new window
+    cfg = merge(preset, {
         "stimulus": {"duration": args.T},
-        "plasticity": {"learning_lag": args.lag, "eta_W": [e * k for e in base.plasticity.eta_W],
-                       "eta_IP": [e * k for e in base.plasticity.eta_IP]},
+        "plasticity": {"learning_lag": args.lag, "eta_W": [e * k for e in preset.plasticity.eta_W],
+                       "eta_IP": [e * k for e in preset.plasticity.eta_IP]},
         "training": {"data": args.data, "epochs": 1, "n_train": args.n_train},
     })
     cfg = apply_overrides(cfg, args.overrides)

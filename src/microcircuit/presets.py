@@ -186,8 +186,9 @@ mnist_learned_feedback = _variant(
 DYN_T, DYN_LAG = 24.0, 8.0
 # Rates × 2 learn faster than the steady-state mode at the same rates, with no sign of instability (10,000
 # images, 3 epochs: validation 9.35 / 7.85 / 7.45 % at × 2, 10.40 / 8.95 / 7.90 % at × 1.4, 11.65 / 9.70 /
-# 9.15 % at × 1; docs/results.md, "Levers"). The one-pass steady state is unstable already at × 1.4; the
-# dynamics are not, because the weights learn during the presentation and the error they read shrinks.
+# 9.15 % at × 1; docs/results.md, "The learning rate of the dynamics"). The one-pass steady state is unstable
+# already at × 1.4; the dynamics are not, because the weights learn during the presentation and the error they
+# read shrinks.
 DYN_GAIN = 2.0
 # Top-down scale: the steady-state preset's B = 3 makes the trained circuit settle slowly (the top-down loop
 # through B and PI = −B; after 9 epochs layer 1's apical error is still 90 % off its fixed point 16 ms after
