@@ -10,6 +10,10 @@ per image does not depend on which images), float32, after a warm-up call that c
     steady state     mnist (MODEL.md §6, one up/down pass per mini-batch of 10)
     backprop         mnist-backprop (SGD, mini-batch 10)
 
+``--levers`` adds the continuous-time levers of issue 6 (docs/results.md, "Levers"), each a change to
+``mnist-dynamics``: presentation time T and learning lag, dt (exponential integrator), the Euler
+integrator at dt = 0.1 ms, updates held over 4 steps, and mini-batch 32.
+
 Each is timed ``--repeats`` times over a fixed number of images; the median is reported with min/max,
 as ms per image, as seconds per 55,000-image epoch, and as a ratio to the backprop baseline measured in
 the same run. The issue's targets: continuous time ≤ 10 min per epoch, steady state ≤ 60 s per epoch
@@ -19,6 +23,7 @@ Run from the repository root:
 
     PYTHONPATH=src python benchmarks/bench_mnist.py            # ~2-3 min on 2 cores
     PYTHONPATH=src python benchmarks/bench_mnist.py --quick    # ~1 min
+    PYTHONPATH=src python benchmarks/bench_mnist.py --levers   # ~5 min: the levers' cost too
 
 See docs/benchmarks.md for measured figures.
 """
@@ -82,6 +87,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer images and repeats")
     ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--levers", action="store_true", help="also time the continuous-time levers of issue 6")
     args = ap.parse_args()
     repeats = args.repeats or (2 if args.quick else 3)
     subset = ["training.data=mnist-subset", "training.n_validation=200"]
@@ -92,6 +98,18 @@ def main() -> None:
         ("steady state B=10", "mnist", [], (1800, 1800)),
         ("backprop B=10", "mnist-backprop", [], (1800, 1800)),
     ]
+    if args.levers:
+        dyn = "mnist-dynamics"
+        cases[3:3] = [  # before the steady state, so that the dynamics rows stay together
+            ("T 6, lag 1", dyn, ["stimulus.duration=6", "plasticity.learning_lag=1"], (1000, 300)),
+            ("T 12, lag 4", dyn, ["stimulus.duration=12", "plasticity.learning_lag=4"], (1000, 300)),
+            ("T 16, lag 6", dyn, ["stimulus.duration=16", "plasticity.learning_lag=6"], (1000, 300)),
+            ("T 32, lag 8", dyn, ["stimulus.duration=32"], (1000, 300)),
+            ("dt 1.0", dyn, ["simulation.dt=1.0"], (1000, 300)),
+            ("Euler, dt 0.1", dyn, ["simulation.integrator=euler", "simulation.dt=0.1"], (300, 100)),
+            ("update_every 4", dyn, ["plasticity.update_every=4"], (1000, 300)),
+            ("batch 32", dyn, ["training.batch=32"], (1024, 320)),
+        ]
     print(f"  CPU      {platform.processor() or platform.machine()}, os.cpu_count() = {os.cpu_count()}, "
           f"JAX {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind})")
     print(f"  load     {' '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min) at start")

@@ -13,6 +13,10 @@ linearised change; below 1, the error the rules read shrinks while the weights l
 ``mismatch RUN``: how self-predicting the weights are: the apical potentials at the exact fixed point
 without a target (the interneurons' miss) against the part that a target adds (the error rule (7) reads).
 
+``layers RUN``: per layer, the rms of W_k and how saturated the rates are (fraction of rates below 0.02 or
+above 0.98, and the standard deviation of the somatic potential) in the feed-forward readout of the 5,000
+validation images. Works on any MNIST run folder (steady-state runs too, for comparison).
+
 ``steady``: the ``mnist`` preset on the first 10,000 training images for 3 epochs (decay 0.8), its
 validation error on the first 2,000 validation images (the images the levers script checks).
 
@@ -24,6 +28,7 @@ self-predicting state and the network function but scales the top-down loop.
     python scripts/mnist_dynamics_diagnosis.py update /tmp/mnist_dyn --passes 30 --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py saturation RUN [--weights initial] --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py mismatch RUN --data PATH/mnist.npz
+    python scripts/mnist_dynamics_diagnosis.py layers RUN --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py steady --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py settle RUN --weights RUN/checkpoints/ckpt-000000000009.npz \
         [--scale-B 0.33] --data PATH/mnist.npz
@@ -47,8 +52,9 @@ from microcircuit.network import Weights
 from microcircuit.presets import get_preset
 from microcircuit.runs import resume_config
 from microcircuit.simulate import Stream, simulate
+from microcircuit.steady_state import settle as sweep
 from microcircuit.steady_state import train_step
-from microcircuit.transfer import phi_inv
+from microcircuit.transfer import phi, phi_inv
 
 LR = 1e-3
 
@@ -142,6 +148,21 @@ def mismatch(run: str, weights: str | None, data: str) -> None:
               f"cosine {np.sum(f * e) / (np.linalg.norm(f) * np.linalg.norm(e)):.2f}")
 
 
+def layers(run: str, weights: str | None, data: str) -> None:
+    """How large each W_k is and how saturated its layer's rates are, in the feed-forward readout (one
+    forward sweep without a target, MODEL.md §6) of the validation images."""
+    cfg, model, w = _setup(run, weights, data)
+    x = jnp.asarray(mx.load_split(cfg)["validation"][0] * 1.0)
+    u = sweep(model, w, x).u
+    out = []
+    for k, (W, uk) in enumerate(zip(w.W, u, strict=True)):
+        uk = np.asarray(uk)
+        r = np.asarray(phi(model.network.transfer, uk))
+        out.append(f"layer {k + 1}: rms W {np.sqrt(np.mean(np.asarray(W) ** 2)):.3f}, saturated rates "
+                   f"{np.mean((r < 0.02) | (r > 0.98)):.2f}, sd of u {uk.std():.2f}")
+    print(f"{run}: " + " | ".join(out))
+
+
 def settle(run: str, weights: str | None, scale_B: float, data: str) -> None:
     cfg, model, w = _setup(run, weights, data)
     w = w._replace(B=tuple(scale_B * a for a in w.B), PI=tuple(scale_B * a for a in w.PI))
@@ -182,7 +203,7 @@ def steady(data: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["update", "steady", "settle", "saturation", "mismatch"])
+    ap.add_argument("what", choices=["update", "steady", "settle", "saturation", "mismatch", "layers"])
     ap.add_argument("run", nargs="?", help="an mnist-dynamics run folder (all but steady)")
     ap.add_argument("--passes", type=int, default=1, help="update: up/down passes of the steady-state reference")
     ap.add_argument("--weights", default=None,
@@ -201,6 +222,8 @@ def main() -> None:
         saturation(a.run, a.weights, a.lr_scale, a.data)
     elif a.what == "mismatch":
         mismatch(a.run, a.weights, a.data)
+    elif a.what == "layers":
+        layers(a.run, a.weights, a.data)
     else:
         steady(a.data)
 

@@ -195,6 +195,9 @@ DYN_GAIN = 2.0
 # a switch). B = 1 settles within 0.3 % by then. Layer k's error scales as B^(N−1−k), so η_k is raised by
 # (3 / 1)^(N−1−k) to keep the change per mini-batch (docs/results.md, "The top-down loop").
 DYN_B = 1.0
+# Session 6: with IP_1 at its tracking rate the interneurons follow W_2 (docs/results.md, "The interneurons must
+# follow W_2"); 15 epochs at decay 0.88.
+DYN_EPOCHS = 15
 
 
 def rescale_top_down(eta_W: tuple[float, ...] | list[float], factor: float) -> list[float]:
@@ -212,14 +215,16 @@ def mnist_dynamics(quick: bool = False) -> Config:
     k = DYN_GAIN * 100.0 / (DYN_T - DYN_LAG)
     p = base.plasticity
     eta_W = rescale_top_down(p.eta_W, DYN_B / base.network.init.B)
+    # η^IP_k tracks η_{k+1} (the tracking formula of the `mnist` preset), so it takes W_{k+1}'s factor
+    eta_IP = [e * w_new / w_old for e, w_new, w_old in zip(p.eta_IP, eta_W[1:], p.eta_W[1:], strict=True)]
     return merge(base, {
         "name": "mnist-dynamics-quick" if quick else "mnist-dynamics",
         "network": {"init": {"B": DYN_B}},
         "plasticity": {"eta_W": [e * k for e in eta_W],
-                       "eta_IP": [e * k for e in p.eta_IP], "learning_lag": DYN_LAG},
+                       "eta_IP": [e * k for e in eta_IP], "learning_lag": DYN_LAG},
         "simulation": {"integrator": "exponential", "dt": 0.5, "tau_0": 0.5},
         "stimulus": {"duration": DYN_T},
-        "training": {"method": "dynamics", "epochs": 5 if quick else 20, "lr_decay": 0.8 if quick else 0.88,
+        "training": {"method": "dynamics", "epochs": 5 if quick else DYN_EPOCHS, "lr_decay": 0.8 if quick else 0.88,
                      "eval_duration": 20.0},
     })
 
