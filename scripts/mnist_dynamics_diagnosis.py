@@ -17,6 +17,14 @@ without a target (the interneurons' miss) against the part that a target adds (t
 above 0.98, and the standard deviation of the somatic potential) in the feed-forward readout of the 5,000
 validation images. Works on any MNIST run folder (steady-state runs too, for comparison).
 
+``tracking RUN``: how far each IP_k (and its bias c_k) is from the self-predicting value that W_{k+1}
+prescribes (MODEL.md §4), relative to that value.
+
+``drift RUN``: the mean over 200 mini-batches of rule (7)'s increments for each W_k, at the one-pass and
+the converged (30 passes) steady state, with and without a target. Without a target the increments are the
+interneurons' miss alone; where their mean is as large as the mean with a target, the miss, not the
+error, sets where W_k drifts. Also prints the drift's projection on W_k (> 0: W_k grows).
+
 ``steady``: the ``mnist`` preset on the first 10,000 training images for 3 epochs (decay 0.8), its
 validation error on the first 2,000 validation images (the images the levers script checks).
 
@@ -29,6 +37,8 @@ self-predicting state and the network function but scales the top-down loop.
     python scripts/mnist_dynamics_diagnosis.py saturation RUN [--weights initial] --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py mismatch RUN --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py layers RUN --data PATH/mnist.npz
+    python scripts/mnist_dynamics_diagnosis.py tracking RUN --data PATH/mnist.npz
+    python scripts/mnist_dynamics_diagnosis.py drift RUN --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py steady --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py settle RUN --weights RUN/checkpoints/ckpt-000000000009.npz \
         [--scale-B 0.33] --data PATH/mnist.npz
@@ -48,12 +58,12 @@ from microcircuit.dynamics import dendrites, init_state
 from microcircuit.experiments import mnist as mx
 from microcircuit.experiments.common import build
 from microcircuit.fixed_point import steady_state
-from microcircuit.network import Weights
+from microcircuit.network import Weights, self_predicting
 from microcircuit.presets import get_preset
 from microcircuit.runs import resume_config
 from microcircuit.simulate import Stream, simulate
+from microcircuit.steady_state import increments_at, train_step
 from microcircuit.steady_state import settle as sweep
-from microcircuit.steady_state import train_step
 from microcircuit.transfer import phi, phi_inv
 
 LR = 1e-3
@@ -163,6 +173,42 @@ def layers(run: str, weights: str | None, data: str) -> None:
     print(f"{run}: " + " | ".join(out))
 
 
+def tracking(run: str, weights: str | None, data: str) -> None:
+    """How far IP_k and c_k are from the self-predicting values that W_{k+1}, b_{k+1} prescribe (§4)."""
+    _, model, w = _setup(run, weights, data)
+    sp = self_predicting(w, model.conductances)
+    rel = lambda a, b: np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b))  # noqa: E731
+    print(f"{run}: " + " | ".join(f"IP{k + 1} {rel(w.IP[k], sp.IP[k]):.3f}, c{k + 1} {rel(w.c[k], sp.c[k]):.3f}"
+                                   for k in range(len(w.IP))) + "  (relative distance from self-predicting)")
+
+
+def drift(run: str, weights: str | None, data: str, n_batches: int = 200) -> None:
+    """The mean increment of rule (7) over many mini-batches, with and without a target (the miss alone)."""
+    cfg, model, w = _setup(run, weights, data)
+    x, y = mx.load_split(cfg)["train"]
+    ut = phi_inv(model.network.transfer, np.where(np.eye(10, dtype=bool)[y], 0.8, 0.1))
+    for passes in (1, 30):
+        step = jax.jit(lambda xb, tb, p=passes: increments_at(model, w, xb, sweep(model, w, xb, tb, p)).W)
+        free = jax.jit(lambda xb, p=passes: increments_at(model, w, xb, sweep(model, w, xb, None, p)).W)
+        rng = np.random.default_rng(0)
+        with_t, without, norms = None, None, []
+        for _ in range(n_batches):
+            idx = rng.choice(len(x), 10, replace=False)
+            xb = jnp.asarray(x[idx] * 1.0)
+            a, b = step(xb, jnp.asarray(ut[idx])), free(xb)
+            with_t = a if with_t is None else [p + q for p, q in zip(with_t, a, strict=True)]
+            without = b if without is None else [p + q for p, q in zip(without, b, strict=True)]
+            norms.append([float(jnp.linalg.norm(d)) for d in a])
+        for k, (mt, mf, W) in enumerate(zip(with_t, without, w.W, strict=True)):
+            mt, mf, W = np.asarray(mt) / n_batches, np.asarray(mf) / n_batches, np.asarray(W)
+            per = np.mean([n[k] for n in norms])
+            print(f"passes {passes:2d} W{k + 1}: |mean| / mean |increment|: with target "
+                  f"{np.linalg.norm(mt) / per:.3f}, without {np.linalg.norm(mf) / per:.3f}; cosine between the "
+                  f"two means {np.sum(mt * mf) / (np.linalg.norm(mt) * np.linalg.norm(mf) + 1e-300):+.2f}; "
+                  f"<mean, W>/|W|^2 with target {np.sum(mt * W) / np.sum(W * W):+.1e}, "
+                  f"without {np.sum(mf * W) / np.sum(W * W):+.1e}")
+
+
 def settle(run: str, weights: str | None, scale_B: float, data: str) -> None:
     cfg, model, w = _setup(run, weights, data)
     w = w._replace(B=tuple(scale_B * a for a in w.B), PI=tuple(scale_B * a for a in w.PI))
@@ -203,7 +249,8 @@ def steady(data: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["update", "steady", "settle", "saturation", "mismatch", "layers"])
+    ap.add_argument("what", choices=["update", "steady", "settle", "saturation", "mismatch", "layers", "tracking",
+                                     "drift"])
     ap.add_argument("run", nargs="?", help="an mnist-dynamics run folder (all but steady)")
     ap.add_argument("--passes", type=int, default=1, help="update: up/down passes of the steady-state reference")
     ap.add_argument("--weights", default=None,
@@ -224,6 +271,10 @@ def main() -> None:
         mismatch(a.run, a.weights, a.data)
     elif a.what == "layers":
         layers(a.run, a.weights, a.data)
+    elif a.what == "tracking":
+        tracking(a.run, a.weights, a.data)
+    elif a.what == "drift":
+        drift(a.run, a.weights, a.data)
     else:
         steady(a.data)
 
