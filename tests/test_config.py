@@ -95,6 +95,29 @@ def test_learning_rates_per_layer() -> None:
         Plasticity(eta_PI=-1.0)
 
 
+def test_initial_scales_per_matrix() -> None:
+    """network.init.W takes one scale per W_k, B (IP, PI) one per hidden layer; the wrong number names the
+    key, and init_weights draws each matrix at its own scale."""
+    import jax
+    import numpy as np
+
+    from microcircuit.network import init_weights
+
+    spec = NetworkSpec(sizes=(200, 100, 100, 50), init=Init(W=(0.1, 1.0, 3.0), B=(2.0, 0.5), PI=(0.0, 1.0)))
+    assert spec.init.scales(3) == {"W": (0.1, 1.0, 3.0), "B": (2.0, 0.5), "IP": (1.0, 1.0), "PI": (0.0, 1.0)}
+    w = init_weights(spec, Conductances(), jax.random.key(0))
+    for got, want in [(w.W, (0.1, 1.0, 3.0)), (w.B, (2.0, 0.5)), (w.PI, (0.0, 1.0))]:
+        np.testing.assert_allclose([float(np.abs(x).max()) for x in got], want, rtol=0.01)
+    with pytest.raises(ConfigError, match=r"network\.init\.W: needs 3"):
+        NetworkSpec(sizes=(5, 4, 4, 3), init=Init(W=(0.1, 0.2)))
+    with pytest.raises(ConfigError, match=r"network\.init\.B: needs 1"):
+        from_dict(Config, {"network": {"sizes": [5, 4, 3], "init": {"B": [1.0, 2.0]}}})
+    with pytest.raises(ConfigError, match=r"network\.init\.PI"):
+        Init(PI=(1.0, -1.0))
+    cfg = apply_overrides(Config(network=NetworkSpec(sizes=(5, 4, 4, 3))), ["network.init.W=[0.1,0.2,0.3]"])
+    assert cfg.network.init.W == (0.1, 0.2, 0.3)
+
+
 @pytest.mark.parametrize(
     ("data", "key"),
     [

@@ -139,18 +139,30 @@ class Transfer:
 
 @dataclass(frozen=True)
 class Init:
-    """Initial weights: uniform in [−scale, scale] per matrix kind, optionally made self-predicting (§4)."""
+    """Initial weights: uniform in [−scale, scale] per matrix kind, optionally made self-predicting (§4).
 
-    W: float = 1.0
-    B: float = 1.0
-    IP: float = 1.0
-    PI: float = 1.0
+    ``W`` takes one scale for all bottom-up matrices or one per matrix (W_1..W_N); ``B``, ``IP`` and
+    ``PI`` one for all or one per hidden layer (checked against ``network.sizes``)."""
+
+    W: float | tuple[float, ...] = 1.0
+    B: float | tuple[float, ...] = 1.0
+    IP: float | tuple[float, ...] = 1.0
+    PI: float | tuple[float, ...] = 1.0
     bias: float = 0.0
     self_predicting: bool = False
 
     def __post_init__(self) -> None:
         for name in ("W", "B", "IP", "PI", "bias"):
-            _positive(f"network.init.{name}", getattr(self, name), allow_zero=True)
+            value = getattr(self, name)
+            for v in value if isinstance(value, tuple) else (value,):
+                _positive(f"network.init.{name}", v, allow_zero=True)
+
+    def scales(self, depth: int) -> dict[str, tuple[float, ...]]:
+        """Per-matrix scales: ``W`` has ``depth`` entries, ``B``, ``IP``, ``PI`` ``depth − 1``."""
+        out = {"W": _rates(self.W, depth, "network.init.W")}
+        for name in ("B", "IP", "PI"):
+            out[name] = _rates(getattr(self, name), depth - 1, f"network.init.{name}")
+        return out
 
 
 @dataclass(frozen=True)
@@ -170,6 +182,7 @@ class NetworkSpec:
                 "network.sizes",
                 f"layer {i} must have a positive integer size, got {n!r}",
             )
+        self.init.scales(self.depth)  # one scale per matrix, or one for all
 
     @property
     def depth(self) -> int:

@@ -37,7 +37,7 @@ class Weights(NamedTuple):
 
 
 def init_weights(spec: NetworkSpec, conductances: Conductances, key: jax.Array, dtype: str = "float32") -> Weights:
-    """Uniform random weights in [−scale, scale] per matrix kind (``spec.init``), then optionally the
+    """Uniform random weights in [−scale, scale] per matrix (``spec.init``), then optionally the
     self-predicting formulas of MODEL.md §4. Biases are zero unless ``spec.init.bias`` > 0."""
     n = spec.sizes
     N = spec.depth
@@ -47,11 +47,12 @@ def init_weights(spec: NetworkSpec, conductances: Conductances, key: jax.Array, 
     def unif(shape: tuple[int, ...], scale: float) -> jax.Array:
         return jax.random.uniform(next(keys), shape, dtype, -scale, scale)
 
-    W = tuple(unif((n[i + 1], n[i]), s.W) for i in range(N))
+    scale = s.scales(N)
+    W = tuple(unif((n[i + 1], n[i]), scale["W"][i]) for i in range(N))
     b = tuple(unif((n[i + 1],), s.bias) for i in range(N))
-    B = tuple(unif((n[i + 1], n[i + 2]), s.B) for i in range(N - 1))
-    PI = tuple(unif((n[i + 1], n[i + 2]), s.PI) for i in range(N - 1))
-    IP = tuple(unif((n[i + 2], n[i + 1]), s.IP) for i in range(N - 1))
+    B = tuple(unif((n[i + 1], n[i + 2]), scale["B"][i]) for i in range(N - 1))
+    PI = tuple(unif((n[i + 1], n[i + 2]), scale["PI"][i]) for i in range(N - 1))
+    IP = tuple(unif((n[i + 2], n[i + 1]), scale["IP"][i]) for i in range(N - 1))
     c = tuple(unif((n[i + 2],), s.bias) for i in range(N - 1))
     if not spec.bias:
         b = tuple(jnp.zeros_like(x) for x in b)
