@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from .config import Conductances, NetworkSpec
 
-__all__ = ["Weights", "init_weights", "self_predicting", "self_predicting_weights"]
+__all__ = ["Weights", "init_weights", "self_predicting", "self_predicting_distance", "self_predicting_weights"]
 
 
 class Weights(NamedTuple):
@@ -85,3 +85,17 @@ def self_predicting(w: Weights, conductances: Conductances) -> Weights:
     """``w`` with PI, IP (and interneuron biases) set to their self-predicting values (MODEL.md §4)."""
     PI, IP, c = self_predicting_weights(w, conductances)
     return w._replace(PI=PI, IP=IP, c=c)
+
+
+def self_predicting_distance(w: Weights, conductances: Conductances) -> dict[str, tuple[float, ...]]:
+    """How far the interneuron weights are from the self-predicting values of MODEL.md §4, per hidden layer:
+    ‖IP_k − IP*_k‖ / ‖IP*_k‖ (IP*_k ∝ W_{k+1}) and ‖PI_k + B_k‖ / ‖B_k‖. 0 is exactly self-predicting; a
+    circuit whose interneurons lost track of W_{k+1} sends spurious apical errors down (docs/results.md)."""
+    PI_sp, IP_sp, _ = self_predicting_weights(w, conductances)
+
+    def rel(a: jax.Array, b: jax.Array) -> float:
+        scale = float(jnp.linalg.norm(b))
+        return float(jnp.linalg.norm(a - b)) / scale if scale > 0 else float(jnp.linalg.norm(a))
+
+    return {"IP": tuple(rel(a, b) for a, b in zip(w.IP, IP_sp, strict=True)),
+            "PI": tuple(rel(a, b) for a, b in zip(w.PI, PI_sp, strict=True))}

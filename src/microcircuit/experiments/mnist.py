@@ -31,7 +31,7 @@ from ..config import Config, ConfigError, Model
 from ..data import load, paper_split, preprocess
 from ..dynamics import State, init_state
 from ..errors import DivergenceError, RunInterrupted
-from ..network import Weights
+from ..network import Weights, self_predicting_distance
 from ..plasticity import zero_traces
 from ..runs import RunDir, StopRequest, graceful_stop
 from ..simulate import Stream, precision, simulate
@@ -249,6 +249,10 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
             train_err = errors(w, x_train[:n_check], y_train[:n_check])
             row = {"epoch": epoch, "validation_error": val, f"train_error_{n_check // 1000}k": train_err,
                    "epoch_s": round(epoch_s, 2), "lr_scale": lr}
+            if tr.method != "backprop":  # how well the interneurons follow the weights above them (§4)
+                dist = self_predicting_distance(w, model.conductances)
+                row |= {"ip_distance": [round(d, 5) for d in dist["IP"]],
+                        "pi_distance": [round(d, 5) for d in dist["PI"]]}
             rows.append(row)
             if run_dir is not None:
                 run_dir.log(**row)
