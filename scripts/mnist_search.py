@@ -231,6 +231,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     todo = (grid(args.grid) if args.grid else []) + list(args.trial)
+    if not todo:
+        ap.error("nothing to run: give --grid NAME or --trial [KEY=VALUE ...] (a bare --trial runs the preset)")
     for sets in todo:
         cfg = apply_overrides(
             get_preset(args.preset),
