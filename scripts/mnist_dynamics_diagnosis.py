@@ -173,14 +173,17 @@ def layers(run: str, weights: str | None, data: str) -> None:
     print(f"{run}: " + " | ".join(out))
 
 
+def _rel(a: jax.Array, b: jax.Array) -> float:
+    """‖a − b‖ / ‖b‖, or ‖a‖ where b is 0 (biases at the start)."""
+    d, n = np.linalg.norm(np.asarray(a) - np.asarray(b)), np.linalg.norm(np.asarray(b))
+    return d / n if n > 0 else d
+
+
 def tracking(run: str, weights: str | None, data: str) -> None:
     """How far IP_k and c_k are from the self-predicting values that W_{k+1}, b_{k+1} prescribe (§4)."""
     _, model, w = _setup(run, weights, data)
     sp = self_predicting(w, model.conductances)
-    def rel(a: jax.Array, b: jax.Array) -> float:  # 0 where both are 0 (biases at the start)
-        d, n = np.linalg.norm(np.asarray(a) - np.asarray(b)), np.linalg.norm(np.asarray(b))
-        return d / n if n > 0 else d
-    print(f"{run}: " + " | ".join(f"IP{k + 1} {rel(w.IP[k], sp.IP[k]):.3f}, c{k + 1} {rel(w.c[k], sp.c[k]):.3f}"
+    print(f"{run}: " + " | ".join(f"IP{k + 1} {_rel(w.IP[k], sp.IP[k]):.3f}, c{k + 1} {_rel(w.c[k], sp.c[k]):.3f}"
                                    for k in range(len(w.IP))) + "  (relative distance from self-predicting)")
 
 
@@ -222,16 +225,13 @@ def settle(run: str, weights: str | None, scale_B: float, data: str) -> None:
                    record=Record(quantities=("u", "u_inter", "v_apical"), stride=1))
     fp = steady_state(model, w, xb, tb, iterations=4000)
     fp_apical = dendrites(model, w, fp).v_apical  # at the fixed point, v_A,k carries layer k's error
-    def rel(a: jax.Array, b: jax.Array) -> float:  # 0 where both are 0 (biases at the start)
-        d, n = np.linalg.norm(np.asarray(a) - np.asarray(b)), np.linalg.norm(np.asarray(b))
-        return d / n if n > 0 else d
     print(f"relative distance from the fixed point (B, PI x {scale_B:g}); columns u_1..u_N, "
           "u^I_1..u^I_N-1, v_A,1..v_A,N-1")
     for t in (4, 8, 12, 16, 24, 40, 60, 100):
         i = round(t / dt) - 1
-        cols = [rel(sol.records[f"u_{k + 1}"][i], fp.u[k]) for k in range(len(fp.u))]
-        cols += [rel(sol.records[f"u_inter_{k + 1}"][i], fp.u_inter[k]) for k in range(len(fp.u_inter))]
-        cols += [rel(sol.records[f"v_apical_{k + 1}"][i], fp_apical[k]) for k in range(len(fp_apical))]
+        cols = [_rel(sol.records[f"u_{k + 1}"][i], fp.u[k]) for k in range(len(fp.u))]
+        cols += [_rel(sol.records[f"u_inter_{k + 1}"][i], fp.u_inter[k]) for k in range(len(fp.u_inter))]
+        cols += [_rel(sol.records[f"v_apical_{k + 1}"][i], fp_apical[k]) for k in range(len(fp_apical))]
         print(f"t = {t:5.1f} ms  " + "  ".join(f"{c:.1e}" for c in cols))
 
 
