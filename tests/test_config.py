@@ -374,3 +374,32 @@ def test_apply_overrides_raises_only_config_error(items: list) -> None:
     except ConfigError:
         return
     assert isinstance(cfg, Config)
+
+
+def test_initial_bias_means() -> None:
+    """network.init.bias_mean sets where each layer's bias b_k starts (any sign, one per W_k or one for all);
+    the interneuron biases of a self-predicting start follow b_{k+1} (§4); a wrong count names the key."""
+    import jax
+    import numpy as np
+
+    from microcircuit.network import init_weights, self_predicting_weights
+
+    g = Conductances()
+    spec = NetworkSpec(sizes=(20, 10, 10, 5), bias=True,
+                       init=Init(bias=0.1, bias_mean=(-2.0, 0.5, -3.0), self_predicting=True))
+    w = init_weights(spec, g, jax.random.key(0))
+    for b, m in zip(w.b, (-2.0, 0.5, -3.0), strict=True):
+        assert np.all(np.abs(np.asarray(b) - m) <= 0.1 + 1e-6)
+        assert float(np.std(np.asarray(b))) > 0.01  # the spread is kept around the mean
+    _, _, c = self_predicting_weights(w, g)
+    for got, want in zip(w.c, c, strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want))
+    assert float(np.asarray(w.c[1]).mean()) < -2.5  # c_2 ∝ b_3 ≈ −3
+    no_bias = init_weights(NetworkSpec(sizes=(4, 3, 2), init=Init(bias_mean=-2.0)), g, jax.random.key(0))
+    assert all(float(np.abs(np.asarray(b)).max()) == 0.0 for b in no_bias.b)  # biases off: all zero
+    with pytest.raises(ConfigError, match=r"network\.init\.bias_mean: needs 3"):
+        NetworkSpec(sizes=(5, 4, 4, 3), init=Init(bias_mean=(-1.0, -1.0)))
+    with pytest.raises(ConfigError, match=r"network\.init\.bias_mean"):
+        Init(bias_mean=float("nan"))
+    cfg = apply_overrides(Config(network=NetworkSpec(sizes=(5, 4, 3))), ["network.init.bias_mean=[-1,-2.5]"])
+    assert cfg.network.init.bias_mean == (-1.0, -2.5)

@@ -142,13 +142,16 @@ class Init:
     """Initial weights: uniform in [−scale, scale] per matrix kind, optionally made self-predicting (§4).
 
     ``W`` takes one scale for all bottom-up matrices or one per matrix (W_1..W_N); ``B``, ``IP`` and
-    ``PI`` one for all or one per hidden layer (checked against ``network.sizes``)."""
+    ``PI`` one for all or one per hidden layer (checked against ``network.sizes``). The biases b_k of W_k
+    start uniform in [``bias_mean`` − ``bias``, ``bias_mean`` + ``bias``]; ``bias_mean`` (one for all layers
+    or one per W_k, any sign) sets where the rates start: −2 puts a logistic layer near φ = 0.12."""
 
     W: float | tuple[float, ...] = 1.0
     B: float | tuple[float, ...] = 1.0
     IP: float | tuple[float, ...] = 1.0
     PI: float | tuple[float, ...] = 1.0
     bias: float = 0.0
+    bias_mean: float | tuple[float, ...] = 0.0
     self_predicting: bool = False
 
     def __post_init__(self) -> None:
@@ -156,6 +159,8 @@ class Init:
             value = getattr(self, name)
             for v in value if isinstance(value, tuple) else (value,):
                 _positive(f"network.init.{name}", v, allow_zero=True)
+        for v in self.bias_mean if isinstance(self.bias_mean, tuple) else (self.bias_mean,):
+            _check(math.isfinite(v), "network.init.bias_mean", f"must be finite, got {v!r}")
 
     def scales(self, depth: int) -> dict[str, tuple[float, ...]]:
         """Per-matrix scales: ``W`` has ``depth`` entries, ``B``, ``IP``, ``PI`` ``depth − 1``."""
@@ -163,6 +168,13 @@ class Init:
         for name in ("B", "IP", "PI"):
             out[name] = _rates(getattr(self, name), depth - 1, f"network.init.{name}")
         return out
+
+    def bias_means(self, depth: int) -> tuple[float, ...]:
+        """The initial mean of each b_k (``depth`` entries, any sign)."""
+        vals = (self.bias_mean,) * depth if isinstance(self.bias_mean, int | float) else tuple(self.bias_mean)
+        _check(len(vals) == depth, "network.init.bias_mean",
+               f"needs {depth} value(s) (one per matrix), got {len(vals)}: {self.bias_mean!r}")
+        return tuple(float(v) for v in vals)
 
 
 @dataclass(frozen=True)
@@ -183,6 +195,7 @@ class NetworkSpec:
                 f"layer {i} must have a positive integer size, got {n!r}",
             )
         self.init.scales(self.depth)  # one scale per matrix, or one for all
+        self.init.bias_means(self.depth)
 
     @property
     def depth(self) -> int:

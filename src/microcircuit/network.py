@@ -38,7 +38,8 @@ class Weights(NamedTuple):
 
 def init_weights(spec: NetworkSpec, conductances: Conductances, key: jax.Array, dtype: str = "float32") -> Weights:
     """Uniform random weights in [−scale, scale] per matrix (``spec.init``), then optionally the
-    self-predicting formulas of MODEL.md §4. Biases are zero unless ``spec.init.bias`` > 0."""
+    self-predicting formulas of MODEL.md §4. Biases b_k are ``spec.init.bias_mean`` (0 by default) plus a
+    uniform spread of ``spec.init.bias``; all are zero when ``spec.bias`` is off."""
     n = spec.sizes
     N = spec.depth
     s = spec.init
@@ -49,7 +50,7 @@ def init_weights(spec: NetworkSpec, conductances: Conductances, key: jax.Array, 
 
     scale = s.scales(N)
     W = tuple(unif((n[i + 1], n[i]), scale["W"][i]) for i in range(N))
-    b = tuple(unif((n[i + 1],), s.bias) for i in range(N))
+    b = tuple(m + unif((n[i + 1],), s.bias) for i, m in enumerate(s.bias_means(N)))
     B = tuple(unif((n[i + 1], n[i + 2]), scale["B"][i]) for i in range(N - 1))
     PI = tuple(unif((n[i + 1], n[i + 2]), scale["PI"][i]) for i in range(N - 1))
     IP = tuple(unif((n[i + 2], n[i + 1]), scale["IP"][i]) for i in range(N - 1))
