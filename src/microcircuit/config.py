@@ -144,7 +144,7 @@ class Init:
     ``W`` takes one scale for all bottom-up matrices or one per matrix (W_1..W_N); ``B``, ``IP`` and
     ``PI`` one for all or one per hidden layer (checked against ``network.sizes``). The biases b_k of W_k
     start uniform in [``bias_mean`` − ``bias``, ``bias_mean`` + ``bias``]; ``bias_mean`` (one for all layers
-    or one per W_k, any sign) sets where the rates start: −2 puts a logistic layer near φ = 0.12."""
+    or one per W_k, any sign) sets where the rates start."""
 
     W: float | tuple[float, ...] = 1.0
     B: float | tuple[float, ...] = 1.0
@@ -171,10 +171,7 @@ class Init:
 
     def bias_means(self, depth: int) -> tuple[float, ...]:
         """The initial mean of each b_k (``depth`` entries, any sign)."""
-        vals = (self.bias_mean,) * depth if isinstance(self.bias_mean, int | float) else tuple(self.bias_mean)
-        _check(len(vals) == depth, "network.init.bias_mean",
-               f"needs {depth} value(s) (one per matrix), got {len(vals)}: {self.bias_mean!r}")
-        return tuple(float(v) for v in vals)
+        return _rates(self.bias_mean, depth, "network.init.bias_mean", signed=True)
 
 
 @dataclass(frozen=True)
@@ -203,12 +200,16 @@ class NetworkSpec:
         return len(self.sizes) - 1
 
 
-def _rates(value: float | tuple[float, ...], n: int, key: str) -> tuple[float, ...]:
-    """A learning-rate entry: one float for every layer, or one per layer."""
+def _rates(value: float | tuple[float, ...], n: int, key: str, *, signed: bool = False) -> tuple[float, ...]:
+    """A per-matrix entry (learning rate, initial scale or bias): one float for every layer, or one per
+    layer; >= 0 unless ``signed``, always finite."""
     vals = (value,) * n if isinstance(value, int | float) else tuple(value)
     _check(len(vals) == n, key, f"needs {n} value(s) (one per matrix), got {len(vals)}: {value!r}")
     for v in vals:
-        _positive(key, float(v), allow_zero=True)
+        if signed:
+            _check(math.isfinite(float(v)), key, f"must be finite, got {v!r}")
+        else:
+            _positive(key, float(v), allow_zero=True)
     return tuple(float(v) for v in vals)
 
 
