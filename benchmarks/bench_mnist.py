@@ -24,6 +24,7 @@ Run from the repository root:
     PYTHONPATH=src python benchmarks/bench_mnist.py            # ~2-3 min on 2 cores
     PYTHONPATH=src python benchmarks/bench_mnist.py --quick    # ~1 min
     PYTHONPATH=src python benchmarks/bench_mnist.py --levers   # ~5 min: the levers' cost too
+    PYTHONPATH=src python benchmarks/bench_mnist.py --batches 100,1000   # larger mini-batches (GPU)
 
 See docs/benchmarks.md for measured figures.
 """
@@ -88,6 +89,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer images and repeats")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--levers", action="store_true", help="also time the continuous-time levers of issue 6")
+    ap.add_argument("--batches", default="", metavar="N,N,...",
+                    help="also time mnist-dynamics at these mini-batch sizes (e.g. 100,1000 on a GPU)")
     args = ap.parse_args()
     repeats = args.repeats or (2 if args.quick else 3)
     subset = ["training.data=mnist-subset", "training.n_validation=200"]
@@ -110,6 +113,11 @@ def main() -> None:
             ("update_every 4", dyn, ["plasticity.update_every=4"], (1000, 300)),
             ("batch 32", dyn, ["training.batch=32"], (1024, 320)),
         ]
+    for i, b in enumerate(int(v) for v in args.batches.split(",") if v.strip()):
+        if b < 1:
+            ap.error(f"--batches: mini-batch sizes must be >= 1, got {b}")
+        n_img = (max(1000, 2 * b) if not args.quick else max(300, b)) // b * b
+        cases.insert(3 + i, (f"dynamics B={b}", "mnist-dynamics", [f"training.batch={b}"], (n_img, n_img)))
     print(f"  CPU      {platform.processor() or platform.machine()}, os.cpu_count() = {os.cpu_count()}, "
           f"JAX {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind})")
     print(f"  load     {' '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min) at start")
@@ -136,7 +144,7 @@ def main() -> None:
     for name, cfg, _, med, lo, hi in rows:
         steps = (round(cfg.stimulus.duration / cfg.simulation.dt) / cfg.training.batch
                  if cfg.training.method == "dynamics" else float("nan"))
-        st = f"{steps:.1f}" if steps == steps else "-"
+        st = "-" if steps != steps else f"{steps:.1f}" if steps >= 1 else f"{steps:.3f}"
         print(f"{name:<18}  {st:>11}  {1e3 * med:9.3f}  {1e3 * lo:7.3f}  {1e3 * hi:7.3f}  {EPOCH * med:8.1f}  "
               f"{med / bp:10.2f}x")
     print()
