@@ -25,6 +25,10 @@ the converged (30 passes) steady state, with and without a target. Without a tar
 interneurons' miss alone; where their mean is as large as the mean with a target, the miss, not the
 error, sets where W_k drifts. Also prints the drift's projection on W_k (> 0: W_k grows).
 
+``readout RUN``: validation and test error of the weights read out by the dynamics after each of
+``--durations`` ms from rest (the run's own ``training.eval_duration`` is what training reports) and by the
+steady-state forward pass (the fixed point without a target), in the run's own dtype.
+
 ``steady``: the ``mnist`` preset on the first 10,000 training images for 3 epochs (decay 0.8), its
 validation error on the first 2,000 validation images (the images the levers script checks).
 
@@ -39,6 +43,7 @@ self-predicting state and the network function but scales the top-down loop.
     python scripts/mnist_dynamics_diagnosis.py layers RUN --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py tracking RUN --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py drift RUN --data PATH/mnist.npz
+    python scripts/mnist_dynamics_diagnosis.py readout RUN [--durations 20,40,100] --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py steady --data PATH/mnist.npz
     python scripts/mnist_dynamics_diagnosis.py settle RUN --weights RUN/checkpoints/ckpt-000000000009.npz \
         [--scale-B 0.33] --data PATH/mnist.npz
@@ -235,6 +240,21 @@ def settle(run: str, weights: str | None, scale_B: float, data: str) -> None:
         print(f"t = {t:5.1f} ms  " + "  ".join(f"{c:.1e}" for c in cols))
 
 
+def readout(run: str, weights: str | None, durations: str, data: str) -> None:
+    """Validation and test error by the dynamics after each duration, and by the steady-state forward pass."""
+    cfg = apply_overrides(resume_config(run), [f"training.data={data}"])
+    model, w0, _ = build(cfg)
+    w = w0 if weights == "initial" else load_weights(weights or f"{run}/weights_best.npz", w0)
+    w = jax.tree_util.tree_map(lambda a: jnp.asarray(a, cfg.simulation.dtype), w)
+    split = mx.load_split(cfg)
+    readers = [(f"dynamics {t:g} ms", lambda x, y, t=t: mx.dynamic_error_rate(model, w, x, y, t))
+               for t in map(float, durations.split(","))]
+    readers.append(("steady-state forward pass", lambda x, y: mx.error_rate(model, w, x, y)))
+    for name, err in readers:
+        val, test = (100 * err(*split[k]) for k in ("validation", "test"))
+        print(f"{name:<26}  validation {val:5.2f} %  test {test:5.2f} %", flush=True)
+
+
 def steady(data: str) -> None:
     full, vals = mx.error_rate, []
 
@@ -254,13 +274,14 @@ def steady(data: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["update", "steady", "settle", "saturation", "mismatch", "layers", "tracking",
-                                     "drift"])
+                                     "drift", "readout"])
     ap.add_argument("run", nargs="?", help="an mnist-dynamics run folder (all but steady)")
     ap.add_argument("--passes", type=int, default=1, help="update: up/down passes of the steady-state reference")
     ap.add_argument("--weights", default=None,
                     help="a checkpoint or weights file, or 'initial' (default: the run's best weights)")
     ap.add_argument("--scale-B", type=float, default=1.0, help="settle: multiply B and PI by this")
     ap.add_argument("--lr-scale", type=float, default=1.0, help="saturation: the schedule's factor on the rates")
+    ap.add_argument("--durations", default="20,40,100", help="readout: ms of dynamics per image, comma-separated")
     ap.add_argument("--data", default="mnist")
     a = ap.parse_args()
     if a.what != "steady" and not a.run:
@@ -279,6 +300,8 @@ def main() -> None:
         tracking(a.run, a.weights, a.data)
     elif a.what == "drift":
         drift(a.run, a.weights, a.data)
+    elif a.what == "readout":
+        readout(a.run, a.weights, a.durations, a.data)
     else:
         steady(a.data)
 

@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from microcircuit.config import ConfigError, apply_overrides, merge
+from microcircuit.config import ConfigError, apply_overrides
 from microcircuit.errors import RunInterrupted
 from microcircuit.experiments import mnist as mnist_exp
 from microcircuit.experiments.common import build
-from microcircuit.presets import DYN_GAIN, DYN_STEADY_RATES, get_preset
+from microcircuit.presets import DYN_GAIN, get_preset
 from microcircuit.runs import RunDir
 from microcircuit.steady_state import settle, train_step
 
@@ -46,9 +46,9 @@ def test_dynamics_learn_the_embedded_subset():
 def test_dynamics_preset_keeps_the_steady_change_per_mini_batch():
     """`mnist-dynamics` has B = 1 where `mnist` has 3, and rates from `rescale_top_down` times DYN_GAIN: to
     first order in the error, one mini-batch changes every W_k and IP_k DYN_GAIN times as much as the
-    steady-state preset with the rates DYN_STEADY_RATES does over its 100 ms (§6, float64, a target 1e-4 from
-    the free output so that the change is linear)."""
-    steady_cfg = merge(get_preset("mnist", quick=True), {"plasticity": DYN_STEADY_RATES})
+    steady-state preset does over its 100 ms (§6, float64, a target 1e-4 from the free output so that the
+    change is linear)."""
+    steady_cfg = get_preset("mnist", quick=True)
     dyn_cfg = get_preset("mnist-dynamics", quick=True)
     assert dyn_cfg.network.init.B == 1.0 and steady_cfg.network.init.B == 3.0
     with jax.enable_x64(True):
