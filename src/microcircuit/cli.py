@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from . import __version__
 from .config import Config, ConfigError, apply_overrides, load_toml, to_toml
 from .presets import DEFAULT_PRESET, get_preset, preset_names
+
+if TYPE_CHECKING:
+    from .runs import RunDir
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +63,26 @@ def resolve_config(target: str | None, overrides: tuple[str, ...], quick: bool) 
     return apply_overrides(cfg, list(overrides))
 
 
+def _extendable_epochs(run_dir: RunDir, cfg: Config) -> int | None:
+    """The epochs a finished run trained, when ``training.epochs`` now asks for more and the run has a
+    checkpoint to go on from (an epoch-based run: MNIST); else None (nothing to do)."""
+    from .checkpoint import latest_checkpoint
+
+    training = getattr(cfg, "training", None)
+    path = run_dir.file(run_dir.SUMMARY)
+    try:
+        done = json.loads(path.read_text()).get("epochs")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ConfigError(f"--resume {run_dir.path}: cannot read {path}: {e}") from None
+    if not isinstance(done, int) or training is None or training.epochs <= done:
+        return None
+    if latest_checkpoint(run_dir.checkpoint_dir) is None:
+        raise ConfigError(f"--resume {run_dir.path}: training.epochs = {training.epochs} asks for more than the "
+                          f"{done} epochs it trained, but it kept no checkpoint to go on from "
+                          "(schedule.checkpoint_every = 0); start a new run instead")
+    return done
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="microcircuit")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
@@ -99,8 +123,14 @@ def run(target: str | None, overrides: tuple[str, ...], out: Path | None, quick:
         runner = get_experiment(cfg.experiment)
         out, run_dir = resume, RunDir.create(resume, resume=True)
         if run_dir.is_complete():
-            click.echo(f"run {out} is already complete ({RunDir.SUMMARY} written); nothing to do")
-            return
+            done = _extendable_epochs(run_dir, cfg)
+            if done is None:
+                click.echo(f"run {out} is already complete ({RunDir.SUMMARY} written); nothing to do")
+                return
+            kept = run_dir.file(f"summary-{done}-epochs.json")
+            kept.write_bytes(run_dir.file(RunDir.SUMMARY).read_bytes())
+            click.echo(f"extending the finished run from {done} to {cfg.training.epochs} epochs "
+                       f"(its summary is kept as {kept.name})")
         changed = run_dir.record_resume(cfg)
         if changed:
             click.echo(f"warning: {', '.join(changed)} differ from the run's start (environment.json); the "
