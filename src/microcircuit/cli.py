@@ -68,16 +68,15 @@ def _extendable_epochs(run_dir: RunDir, cfg: Config) -> int | None:
     checkpoint to go on from (an epoch-based run: MNIST); else None (nothing to do)."""
     from .checkpoint import latest_checkpoint
 
-    training = getattr(cfg, "training", None)
     path = run_dir.file(run_dir.SUMMARY)
     try:
         done = json.loads(path.read_text()).get("epochs")
     except (OSError, ValueError, AttributeError) as e:
         raise ConfigError(f"--resume {run_dir.path}: cannot read {path}: {e}") from None
-    if not isinstance(done, int) or training is None or training.epochs <= done:
+    if not isinstance(done, int) or cfg.training.epochs <= done:
         return None
     if latest_checkpoint(run_dir.checkpoint_dir) is None:
-        raise ConfigError(f"--resume {run_dir.path}: training.epochs = {training.epochs} asks for more than the "
+        raise ConfigError(f"--resume {run_dir.path}: training.epochs = {cfg.training.epochs} asks for more than the "
                           f"{done} epochs it trained, but it kept no checkpoint to go on from "
                           "(schedule.checkpoint_every = 0); start a new run instead")
     return done
@@ -111,7 +110,7 @@ def run(target: str | None, overrides: tuple[str, ...], out: Path | None, quick:
     checkpoint and stop (exit 130/143); continue with --resume RUN_DIR (docs/runs.md).
     """
     from .experiments import get_experiment
-    from .runs import RunDir, resume_config
+    from .runs import RunDir, atomic_write, resume_config
 
     if resume is not None:
         if target is not None or out is not None or overwrite or quick:
@@ -128,7 +127,8 @@ def run(target: str | None, overrides: tuple[str, ...], out: Path | None, quick:
                 click.echo(f"run {out} is already complete ({RunDir.SUMMARY} written); nothing to do")
                 return
             kept = run_dir.file(f"summary-{done}-epochs.json")
-            kept.write_bytes(run_dir.file(RunDir.SUMMARY).read_bytes())
+            with atomic_write(kept, "wb") as f:  # the project's crash-safe write, as for summary.json
+                f.write(run_dir.file(RunDir.SUMMARY).read_bytes())
             click.echo(f"extending the finished run from {done} to {cfg.training.epochs} epochs "
                        f"(its summary is kept as {kept.name})")
         changed = run_dir.record_resume(cfg)
