@@ -207,8 +207,8 @@ DYN_B = 1.0
 # follow W_2"); 15 epochs at decay 0.88. Session 10: 20 epochs (same decay), as validation still fell in
 # epochs 16-20 on both seeds run that long (seed 0: 1.76 -> 1.70 %, test 2.57 -> 2.47 %; seed 2: 2.10 -> 2.00 %).
 # Sessions 11-15: 30 epochs at decay 0.92 (11.5 epochs' worth of the starting rates against 7.7, ending at the
-# same scale): test 2.40 / 2.39 / 2.50 % on seeds 0-2 (mean 2.43 %) against 2.47 / 2.68 / 2.58 % (mean 2.58 %) for 20
-# epochs at 0.88 (docs/results.md, "Session 15").
+# same scale): test 2.40 / 2.39 / 2.50 / 2.32 % on seeds 0-3 (mean 2.40 %); seeds 0-2 gave 2.47 / 2.68 /
+# 2.58 % (mean 2.58 %) with 20 epochs at 0.88 (docs/results.md, "Sessions 14-15").
 DYN_EPOCHS, DYN_DECAY = 30, 0.92
 # Session 9: the rates derive from `mnist`'s own (session 8: η_1 × 4, η_2 and η^IP_1 ÷ 2 against sessions 2-7);
 # test error 2.43 and 2.68 % (seeds 1, 2) where the old rates gave 2.82 % (docs/results.md, "Session 9").
