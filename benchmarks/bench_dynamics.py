@@ -50,7 +50,7 @@ from microcircuit.dynamics import init_state
 from microcircuit.network import init_weights
 from microcircuit.simulate import Stream, resolve_defer, simulate
 
-PATTERN_STEPS = 1000  # 100 ms per pattern at dt = 0.1 ms (MODEL.md §7)
+PATTERN_STEPS = 1000  # 100 ms per pattern at dt = 0.1 ms (docs/model.md §7)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ CASES = (
 
 
 def make_model(case: Case, defer: int | str = 1) -> Model:
-    """All plasticity on, realistic small rates (MODEL.md §7 orders of magnitude), noise and biases on;
+    """All plasticity on, realistic small rates (docs/model.md §7 orders of magnitude), noise and biases on;
     ``defer`` = K > 1 computes the same updates in deferred blocks of K steps (plasticity.defer)."""
     depth = len(case.sizes) - 1
     spec = NetworkSpec(

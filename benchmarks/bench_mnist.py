@@ -7,7 +7,7 @@ per image does not depend on which images), float32, after a warm-up call that c
     dynamics B=10    mnist-dynamics as it is (24 ms per mini-batch, dt = 0.5 ms, exponential integrator)
     dyn. B=10, held  the same with plasticity.update_every = 48: the weights held over each presentation
                      and the summed increments applied at its end, as one matrix product (a lever of issue 6)
-    steady state     mnist (MODEL.md §6, one up/down pass per mini-batch of 10)
+    steady state     mnist (docs/model.md §6, one up/down pass per mini-batch of 10)
     backprop         mnist-backprop (SGD, mini-batch 10)
 
 ``--levers`` adds the continuous-time levers of issue 6 (docs/results.md, "Levers"), each a change to

@@ -1,9 +1,9 @@
 """A plain float32 NumPy implementation of one Euler step of the dendritic microcircuit.
 
 This is the baseline that ``bench_dynamics.py`` times against ``microcircuit.simulate.simulate``. It is
-written from /work/shared/MODEL.md §1-§3 (not from the JAX sources) and does the same work per step:
+written from /work/shared/docs/model.md §1-§3 (not from the JAX sources) and does the same work per step:
 
-* dendritic potentials from the rates at time t (MODEL.md §2):
+* dendritic potentials from the rates at time t (docs/model.md §2):
   v_B,k = W_k r_{k-1} (+ b_k), v_A,k = B_k r_{k+1} + PI_k r^I_k, v^I_k = IP_k r_k (+ c_k), r_0 = x filtered;
 * one Euler-Maruyama step of every soma (hidden and output pyramids, interneurons), with the current-form
   teaching currents g_som (u_trgt - u_N) and g_som (u_{k+1} - u^I_k), plus sigma*sqrt(dt)*N(0, 1) noise
@@ -13,9 +13,9 @@ written from /work/shared/MODEL.md §1-§3 (not from the JAX sources) and does t
   the batch, fed through the tau_w trace (tau_w dD/dt = -D + delta) and applied as W += dt*eta*D
   (or W += dt*eta*delta when tau_w = 0);
 * every increment is computed from the state at t, then potentials and weights are updated together
-  (MODEL.md §3, Decision).
+  (docs/model.md §3, Decision).
 
-Layer indexing follows the ``microcircuit`` package: list index i is MODEL.md's layer i + 1, so
+Layer indexing follows the ``microcircuit`` package: list index i is docs/model.md's layer i + 1, so
 ``W[i]`` is W_{i+1} with shape (n_{i+1}, n_i), ``B[i]``/``PI[i]`` are (n_{i+1}, n_{i+2}) and ``IP[i]`` is
 (n_{i+2}, n_{i+1}); potentials carry a leading batch axis.
 
@@ -37,7 +37,7 @@ F32 = np.float32
 
 @dataclass(frozen=True)
 class Params:
-    """Every constant of the step. Learning rates are per matrix (0 freezes it); units as in MODEL.md."""
+    """Every constant of the step. Learning rates are per matrix (0 freezes it); units as in docs/model.md."""
 
     sizes: tuple[int, ...]
     g_lk: float = 0.1
@@ -84,7 +84,7 @@ class NumpyCircuit:
         self.r_in = np.array(r_in, dtype=F32, copy=True)
         self.u_trgt = np.array(u_trgt, dtype=F32, copy=True)
         self.batch = self.r_in.shape[0]
-        # Filtered increments Delta, one per weight array (MODEL.md §3).
+        # Filtered increments Delta, one per weight array (docs/model.md §3).
         self.tr = {name: [np.zeros_like(a) for a in getattr(self, name)] for name in ("W", "b", "B", "PI", "IP", "c")}
         # Scratch buffers, one per weight array, so the update allocates nothing large.
         self._tmps: dict[tuple[int, ...], np.ndarray] = {}
@@ -122,7 +122,7 @@ class NumpyCircuit:
         dt = F32(p.dt)
         phi = self.phi
 
-        # Dendrites, all from the state at t (MODEL.md §2).
+        # Dendrites, all from the state at t (docs/model.md §2).
         r = [phi(u) for u in self.u]
         r_inter = [phi(u) for u in self.u_inter]
         pre = [self.r_in, *r[:-1]]  # r_0 = x (low-passed), no phi on the input
@@ -164,7 +164,7 @@ class NumpyCircuit:
                 err = r[i] - phi(Br[i])
                 deltas["B"][i] = self._outer(err, r[i + 1], self.scratch["B"][i])
 
-        # Euler-Maruyama step of the somata (MODEL.md §2).
+        # Euler-Maruyama step of the somata (docs/model.md §2).
         g_lk, g_B, g_A, g_D, g_som = (F32(v) for v in (p.g_lk, p.g_B, p.g_A, p.g_D, p.g_som))
         new_u = []
         for i in range(N - 1):  # hidden pyramids
@@ -194,7 +194,7 @@ class NumpyCircuit:
             self.u_trgt = np.array(target, dtype=F32, copy=True) if target_on else new_u[-1].copy()
         self.u, self.u_inter = new_u, new_inter
 
-        # Weights and traces (MODEL.md §3): W += dt*eta*D with the trace D at time t, then
+        # Weights and traces (docs/model.md §3): W += dt*eta*D with the trace D at time t, then
         # D += (dt/tau_w)(delta - D); all in place. delta lives in a scratch buffer that is reused.
         a_w = F32(p.dt / p.tau_w) if p.tau_w > 0 else None
         for name, trs in self.tr.items():

@@ -18,7 +18,7 @@ above 0.98, and the standard deviation of the somatic potential) in the feed-for
 validation images. Works on any MNIST run folder (steady-state runs too, for comparison).
 
 ``tracking RUN``: how far each IP_k (and its bias c_k) is from the self-predicting value that W_{k+1}
-prescribes (MODEL.md §4), relative to that value.
+prescribes (docs/model.md §4), relative to that value.
 
 ``drift RUN``: the mean over 200 mini-batches of rule (7)'s increments for each W_k, at the one-pass and
 the converged (30 passes) steady state, with and without a target. Without a target the increments are the
@@ -165,7 +165,7 @@ def mismatch(run: str, weights: str | None, data: str) -> None:
 
 def layers(run: str, weights: str | None, data: str) -> None:
     """How large each W_k is and how saturated its layer's rates are, in the feed-forward readout (one
-    forward sweep without a target, MODEL.md §6) of the validation images."""
+    forward sweep without a target, docs/model.md §6) of the validation images."""
     cfg, model, w = _setup(run, weights, data)
     x = jnp.asarray(mx.load_split(cfg)["validation"][0] * 1.0)
     u = sweep(model, w, x).u

@@ -1,11 +1,11 @@
-"""A small NumPy float64 reference implementation of the microcircuit (MODEL.md §2–§3), for the tests.
+"""A small NumPy float64 reference implementation of the microcircuit (docs/model.md §2–§3), for the tests.
 
-Written from MODEL.md, independently of the package's JAX code; only the *conventions* are shared:
+Written from docs/model.md, independently of the package's JAX code; only the *conventions* are shared:
 
-* layer k of MODEL.md is list index k − 1 (``W[0]`` is W_1, ``u[0]`` is u_1, ``IP[0]`` is IP_1, ...);
+* layer k of docs/model.md is list index k − 1 (``W[0]`` is W_1, ``u[0]`` is u_1, ``IP[0]`` is IP_1, ...);
 * arrays carry a leading batch axis; plasticity increments are averaged over the batch;
 * one Euler step computes every dendritic potential, rate and weight increment from the state at t and
-  then updates potentials, filters and weights together (MODEL.md §3, Decision);
+  then updates potentials, filters and weights together (docs/model.md §3, Decision);
 * while no target is presented, the low-passed target follows the (new) output potential u_N;
 * weights: ``W += dt·η·Δ(t)`` then ``Δ += dt/τ_w·(δ(t) − Δ(t))``; with τ_w = 0, ``W += dt·η·δ(t)``;
 * the bias b_k of W_k learns with η_W, the interneuron bias c_k with η_IP.
@@ -28,7 +28,7 @@ WEIGHT_NAMES = ("W", "b", "B", "PI", "IP", "c")
 
 @dataclass(frozen=True)
 class Params:
-    """All numbers the reference needs (MODEL.md §2–§3)."""
+    """All numbers the reference needs (docs/model.md §2–§3)."""
 
     g_lk: float = 0.1
     g_B: float = 1.0
@@ -68,7 +68,7 @@ def phi(p: Params, u: np.ndarray) -> np.ndarray:
 
 
 def dendrites(p: Params, w: dict, s: dict) -> dict:
-    """Rates and dendritic potentials at one time point (MODEL.md §2)."""
+    """Rates and dendritic potentials at one time point (docs/model.md §2)."""
     N = len(s["u"])
     r = [phi(p, u) for u in s["u"]]
     r_inter = [phi(p, u) for u in s["u_inter"]]
@@ -91,7 +91,7 @@ def dendrites(p: Params, w: dict, s: dict) -> dict:
 
 
 def time_derivatives(p: Params, s: dict, d: dict, target_on: bool) -> tuple[list, list]:
-    """du_k/dt and du^I_k/dt of MODEL.md §2 with σ = 0 (current-form teaching currents)."""
+    """du_k/dt and du^I_k/dt of docs/model.md §2 with σ = 0 (current-form teaching currents)."""
     N = len(s["u"])
     du = []
     for k in range(N - 1):
@@ -109,7 +109,7 @@ def time_derivatives(p: Params, s: dict, d: dict, target_on: bool) -> tuple[list
     return du, du_inter
 
 
-# Attenuation factors of the dendritic predictions (MODEL.md §3).
+# Attenuation factors of the dendritic predictions (docs/model.md §3).
 def basal_hidden(p: Params) -> float:
     return p.g_B / (p.g_lk + p.g_B + p.g_A)
 
@@ -163,7 +163,7 @@ def step(p: Params, w: dict, traces: dict, s: dict, x: np.ndarray, target: np.nd
         du, du_inter = time_derivatives(p, s, d, target_on)
         u = [a + p.dt * b for a, b in zip(s["u"], du, strict=True)]
         u_inter = [a + p.dt * b for a, b in zip(s["u_inter"], du_inter, strict=True)]
-    else:  # exact relaxation towards the steady state of MODEL.md §2 for the dendrites held over dt
+    else:  # exact relaxation towards the steady state of docs/model.md §2 for the dendrites held over dt
         inf = steady_state_rhs(p, s, d, target_on)
         N = len(s["u"])
         g_out = p.g_lk + p.g_B + (p.g_som if target_on else 0.0)
@@ -242,7 +242,7 @@ def run(p: Params, w: dict, s: dict, x: np.ndarray, target: np.ndarray, target_o
 
 
 def steady_state_rhs(p: Params, s: dict, d: dict, target_on: bool) -> dict:
-    """Right-hand sides of the steady-state formulas of MODEL.md §2, evaluated at ``s`` / ``d``."""
+    """Right-hand sides of the steady-state formulas of docs/model.md §2, evaluated at ``s`` / ``d``."""
     N = len(s["u"])
     hidden = [(p.g_B * d["v_basal"][k] + p.g_A * d["v_apical"][k]) / (p.g_lk + p.g_B + p.g_A)
               for k in range(N - 1)]

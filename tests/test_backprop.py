@@ -1,4 +1,4 @@
-"""The link to backprop (MODEL.md §5): the feed-forward network a self-predicting circuit computes, the
+"""The link to backprop (docs/model.md §5): the feed-forward network a self-predicting circuit computes, the
 fixed point used for the analysis, and rule (7)'s update against backprop's as the nudging weakens."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _data(sizes: tuple[int, ...], n: int = 6) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("name", list(SIZES))
 def test_feedforward_is_the_steady_state_without_target(name: str) -> None:
     """A self-predicting circuit (with biases) settles, with σ = 0 and no target, to exactly the
-    feed-forward network of backprop.feedforward (MODEL.md §4, §5)."""
+    feed-forward network of backprop.feedforward (docs/model.md §4, §5)."""
     sizes = SIZES[name]
     model = _model(sizes, bias=True)
     x, _ = _data(sizes)
@@ -98,7 +98,7 @@ def test_angle_to_backprop_vanishes_with_transposed_feedback(sweeps: dict, name:
 
 @pytest.mark.parametrize("name", list(SIZES))
 def test_update_size_scales_per_layer(sweeps: dict, name: str) -> None:
-    """At weak nudging ‖δW_k‖ = λ_N·λ_A^{N−k}·c_k·‖ΔW_k^BP‖ (MODEL.md §5; c_k the inverse attenuations of
+    """At weak nudging ‖δW_k‖ = λ_N·λ_A^{N−k}·c_k·‖ΔW_k^BP‖ (docs/model.md §5; c_k the inverse attenuations of
     the feed-forward layers k..N) to within 1 %, for every layer."""
     N = sweeps[f"{name}_transpose"]["N"][0]
     weak = sweeps[f"{name}_transpose"]["rows"][1]

@@ -62,7 +62,7 @@ def test_exponential_integrator_has_no_euler_bound() -> None:
 
 
 def test_dt_beyond_the_euler_stability_bound() -> None:
-    """dt·(fastest total conductance) must stay below 2 (MODEL.md §2, forward Euler); every compartment
+    """dt·(fastest total conductance) must stay below 2 (docs/model.md §2, forward Euler); every compartment
     counts: hidden soma g_lk+g_B+g_A, output with target g_lk+g_B+g_som, interneuron g_lk+g_D+g_som."""
     Model(simulation=Simulation(dt=1.05))  # defaults: 2/1.9 = 1.0526 ms
     with pytest.raises(ConfigError, match=r"simulation\.dt.*stability"):

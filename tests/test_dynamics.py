@@ -1,4 +1,4 @@
-"""The simulator against the NumPy reference (MODEL.md §2-§3), steady states, and first-order convergence in dt."""
+"""The simulator against the NumPy reference (docs/model.md §2-§3), steady states, and first-order convergence in dt."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def test_target_filter_follows_output_while_off() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# 2. Steady states (MODEL.md §2, [D])
+# 2. Steady states (docs/model.md §2, [D])
 
 
 @pytest.fixture(
@@ -167,7 +167,7 @@ def settled(request: pytest.FixtureRequest) -> dict:
 
 @pytest.mark.parametrize("target_on", [False, True], ids=["no_target", "target"])
 def test_fixed_points(settled: dict, target_on: bool) -> None:
-    """After 400 ms at fixed input, σ = 0: every potential equals its analytic steady state of MODEL.md
+    """After 400 ms at fixed input, σ = 0: every potential equals its analytic steady state of docs/model.md
     §2, evaluated with the simulated state's own dendritic potentials (dynamics.dendrites), to 1e-5."""
     model, sol = settled["model"], settled[target_on]
     p = ref.params_of(model)
@@ -180,7 +180,7 @@ def test_fixed_points(settled: dict, target_on: bool) -> None:
     np.testing.assert_allclose(s["r_in"], settled["x"], atol=1e-10)
     if target_on:
         np.testing.assert_allclose(s["u_trgt"], settled["target"], atol=1e-10)
-    # the package's dendritic potentials are those of MODEL.md §2 (checked against the reference)
+    # the package's dendritic potentials are those of docs/model.md §2 (checked against the reference)
     d_ref = ref.dendrites(p, ref.from_package_weights(sol.weights), s)
     for f in ("v_basal", "v_apical", "v_inter", "r", "r_inter"):
         for a, b in zip(d[f], d_ref[f], strict=True):

@@ -1,5 +1,5 @@
 """The time-continuous experiments end to end, on short settings (config overrides of the quick presets):
-each asserts the qualitative result the paper reports (MODEL.md §7)."""
+each asserts the qualitative result the paper reports (docs/model.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The MNIST trainer (steady-state mode, MODEL.md §6-§7): it learns, baselines run, resume is exact."""
+"""The MNIST trainer (steady-state mode, docs/model.md §6-§7): it learns, baselines run, resume is exact."""
 
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch, preset):
 
 
 def test_backprop_direction_matches_autodiff_of_the_paper_loss():
-    """backprop_updates is −∂/∂W of ½‖e‖² with e_N = D_N (u_trgt − u_N) held fixed (MODEL.md §5)."""
+    """backprop_updates is −∂/∂W of ½‖e‖² with e_N = D_N (u_trgt − u_N) held fixed (docs/model.md §5)."""
     from microcircuit.backprop import backprop_updates, feedforward
 
     cfg = apply_overrides(get_preset("mnist", quick=True), ["network.sizes=[12,7,5,4]", "network.init.W=0.5"])

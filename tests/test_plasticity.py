@@ -1,4 +1,4 @@
-"""Plasticity rules (7)-(10) (MODEL.md §3): attenuation factors, increments and the weight/trace update."""
+"""Plasticity rules (7)-(10) (docs/model.md §3): attenuation factors, increments and the weight/trace update."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _maxabs(arrays: list[np.ndarray]) -> float:
 
 
 def test_conductance_factors() -> None:
-    """λ_A, λ_N, λ_I (MODEL.md §5) and the attenuation factors of rules (7)-(8) (MODEL.md §3)."""
+    """λ_A, λ_N, λ_I (docs/model.md §5) and the attenuation factors of rules (7)-(8) (docs/model.md §3)."""
     g_lk, g_B, g_A, g_D, g_som = 0.13, 1.1, 0.7, 0.9, 0.35
     assert G.lambda_A == pytest.approx(g_A / (g_lk + g_B + g_A), rel=1e-15)
     assert G.lambda_N == pytest.approx(g_som / (g_lk + g_B + g_som), rel=1e-15)
@@ -120,7 +120,7 @@ def test_frozen_matrices_get_no_increment() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Attenuation factors: the dendritic prediction is attenuated exactly as MODEL.md §3 says
+# Attenuation factors: the dendritic prediction is attenuated exactly as docs/model.md §3 says
 
 
 def _predicted_state(p: ref.Params, w: dict, rng: np.random.Generator, f_hidden: float, f_output: float,

@@ -1,4 +1,4 @@
-"""The self-predicting state (MODEL.md §4): its formulas, its exactness, and that plasticity keeps it."""
+"""The self-predicting state (docs/model.md §4): its formulas, its exactness, and that plasticity keeps it."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ G = Conductances(g_lk=0.1, g_B=1.0, g_A=0.8, g_D=0.6, g_som=0.5)
 
 
 def _ip_factor(k: int, N: int, g: Conductances = G) -> float:
-    """MODEL.md §4: IP_k = [(g_lk+g_D)/g_D]·[g_B/(g_lk+g_B+g_A(k+1))]·W_{k+1}, g_A(N) = 0 (k is 1-based)."""
+    """docs/model.md §4: IP_k = [(g_lk+g_D)/g_D]·[g_B/(g_lk+g_B+g_A(k+1))]·W_{k+1}, g_A(N) = 0 (k is 1-based)."""
     g_a_up = 0.0 if k + 1 == N else g.g_A
     return (g.g_lk + g.g_D) / g.g_D * g.g_B / (g.g_lk + g.g_B + g_a_up)
 

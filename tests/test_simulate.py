@@ -111,7 +111,7 @@ def test_record_stride_bounds_the_snapshots(noisy_runs: dict) -> None:
 
 
 def test_noise_is_euler_maruyama() -> None:
-    """σ·√dt·N(0,1) per step (MODEL.md §2, Decision): with all weights 0 a hidden soma is the AR(1)
+    """σ·√dt·N(0,1) per step (docs/model.md §2, Decision): with all weights 0 a hidden soma is the AR(1)
     process u ← (1 − a)u + σ√dt ξ, a = dt·(g_lk+g_B+g_A), of stationary variance σ²dt/(a(2 − a));
     with noise="dt" the variance is dt times smaller."""
     sizes = (2, 50, 50)

@@ -1,4 +1,4 @@
-"""The steady-state mode (MODEL.md §6) against the continuous-time dynamics (§2) at their fixed point."""
+"""The steady-state mode (docs/model.md §6) against the continuous-time dynamics (§2) at their fixed point."""
 
 from __future__ import annotations
 

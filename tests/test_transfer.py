@@ -1,4 +1,4 @@
-"""Transfer functions φ, φ′, φ⁻¹ (MODEL.md §2): values, derivative, inverse, stability for large |u|."""
+"""Transfer functions φ, φ′, φ⁻¹ (docs/model.md §2): values, derivative, inverse, stability for large |u|."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ TRANSFERS = {
 
 
 def _closed_form(t: Transfer, u: np.ndarray) -> np.ndarray:
-    """MODEL.md §2 written out literally (fine in float64 for moderate |u|)."""
+    """docs/model.md §2 written out literally (fine in float64 for moderate |u|)."""
     if t.kind == "soft_rectifier":
         return t.gamma * np.log1p(np.exp(t.beta * (u - t.theta)))
     return 1.0 / (1.0 + np.exp(-u))

@@ -1,4 +1,4 @@
-"""The feed-forward network a self-predicting circuit computes, and its backprop reference (MODEL.md §5).
+"""The feed-forward network a self-predicting circuit computes, and its backprop reference (docs/model.md §5).
 
 u⁻_k = g_B/(g_lk+g_B+g_A) · v_B,k for hidden layers and u⁻_N = g_B/(g_lk+g_B) · v_B,N, with
 v_B,k = W_k r⁻_{k−1} (+ b_k) and r⁻_0 = x. Backprop propagates the paper's output error
@@ -21,7 +21,7 @@ Arrays = tuple[jax.Array, ...]
 
 
 def feedforward(model: Model, W: Arrays, b: Arrays, x: jax.Array) -> Arrays:
-    """u⁻_1..u⁻_N for inputs x (B, n_0), MODEL.md §5 (apical compartments silent, no target)."""
+    """u⁻_1..u⁻_N for inputs x (B, n_0), docs/model.md §5 (apical compartments silent, no target)."""
     g, t = model.conductances, model.network.transfer
     N = len(W)
     r = x
@@ -37,7 +37,7 @@ def feedforward(model: Model, W: Arrays, b: Arrays, x: jax.Array) -> Arrays:
 
 def backprop_updates(model: Model, w: Weights, x: jax.Array, u_trgt: jax.Array) -> tuple[Arrays, Arrays]:
     """Backprop's update direction for (W_k, b_k), batch-averaged: the vjp of u⁻_N seeded with
-    e_N = D_N (u_trgt − u⁻_N) (MODEL.md §5; note the D_N). Returns (dW, db), each W-shaped."""
+    e_N = D_N (u_trgt − u⁻_N) (docs/model.md §5; note the D_N). Returns (dW, db), each W-shaped."""
     t = model.network.transfer
 
     def out(W: Arrays, b: Arrays) -> jax.Array:
@@ -57,7 +57,7 @@ def angle(a: jax.Array, b: jax.Array) -> jax.Array:
 
 def update_scale(g: Conductances, depth: int) -> tuple[float, ...]:
     """Per layer k = 1..N, the factor by which rule (7)'s update at the steady state exceeds
-    :func:`backprop_updates` in the weak-nudging limit (MODEL.md §5, B_k = W_{k+1}ᵀ, self-predicting):
+    :func:`backprop_updates` in the weak-nudging limit (docs/model.md §5, B_k = W_{k+1}ᵀ, self-predicting):
     λ_N·λ_A^{N−k}, divided by the attenuation factors g_B/(g_lk+g_B+g_A) of the hidden layers k..N−1 and
     g_B/(g_lk+g_B) of the output, which the feed-forward network's gradient carries and the circuit's
     errors do not."""

@@ -222,7 +222,7 @@ def analyze() -> None:
 @click.pass_context
 def analyze_backprop(ctx: click.Context, overrides: tuple[str, ...], out: Path | None, quick: bool,
                      overwrite: bool) -> None:
-    """MODEL.md §5: angle and size of rule (7)'s update against backprop's, g_som 0.8 -> 0.001, depths 2
+    """docs/model.md §5: angle and size of rule (7)'s update against backprop's, g_som 0.8 -> 0.001, depths 2
     and 3, B = Wᵀ and random B (the `backprop-link` preset)."""
     ctx.invoke(run, target="backprop-link", overrides=overrides, out=out, quick=quick, overwrite=overwrite,
                progress=False, resume=None)

@@ -71,7 +71,7 @@ def _positive(key: str, value: float, *, allow_zero: bool = False) -> None:
 
 @dataclass(frozen=True)
 class Conductances:
-    """Leak, dendritic and nudging conductances (MODEL.md §2, units 1/ms)."""
+    """Leak, dendritic and nudging conductances (docs/model.md §2, units 1/ms)."""
 
     g_lk: float = 0.1
     g_B: float = 1.0
@@ -84,7 +84,7 @@ class Conductances:
         for name in ("g_B", "g_A", "g_D", "g_som"):
             _positive(f"conductances.{name}", getattr(self, name))
 
-    # Mixing factors of MODEL.md §5.
+    # Mixing factors of docs/model.md §5.
     @property
     def lambda_A(self) -> float:
         """λ_A = g_A / (g_lk + g_B + g_A)."""
@@ -100,7 +100,7 @@ class Conductances:
         """λ_I = g_som / (g_lk + g_D + g_som)."""
         return self.g_som / (self.g_lk + self.g_D + self.g_som)
 
-    # Attenuation factors of the dendritic predictions (MODEL.md §3, rules 7-8).
+    # Attenuation factors of the dendritic predictions (docs/model.md §3, rules 7-8).
     @property
     def basal_hidden(self) -> float:
         """g_B / (g_lk + g_B + g_A): v̂_B,k = this · v_B,k for hidden layers (rule 7)."""
@@ -119,7 +119,7 @@ class Conductances:
 
 @dataclass(frozen=True)
 class Transfer:
-    """Transfer function φ (MODEL.md §2): ``soft_rectifier`` γ·log(1+exp(β(u−θ))) or ``logistic``."""
+    """Transfer function φ (docs/model.md §2): ``soft_rectifier`` γ·log(1+exp(β(u−θ))) or ``logistic``."""
 
     kind: str = "soft_rectifier"
     gamma: float = 0.1
@@ -297,7 +297,7 @@ class Simulation:
 
     ``integrator``: ``euler`` (forward Euler–Maruyama, the paper's) or ``exponential`` (exponential Euler:
     each soma, filter and weight trace relaxes exactly towards its value for dendritic input held over the
-    step, so it is exact for the linear somatic ODE and stable at any dt; MODEL.md §2).
+    step, so it is exact for the linear somatic ODE and stable at any dt; docs/model.md §2).
     """
 
     dt: float = 0.1
@@ -351,7 +351,7 @@ class Stimulus:
     """The pattern stream of a generic run: random inputs, optionally with teacher-network targets.
 
     ``kind``: ``random_uniform`` (inputs U(low, high), no target) or ``teacher`` (inputs U(low, high),
-    targets from a random teacher network of sizes ``teacher_sizes``, MODEL.md §7).
+    targets from a random teacher network of sizes ``teacher_sizes``, docs/model.md §7).
     """
 
     kind: str = "random_uniform"
@@ -416,7 +416,7 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Training:
-    """Mini-batch training in the steady-state mode (MODEL.md §6) and its baselines.
+    """Mini-batch training in the steady-state mode (docs/model.md §6) and its baselines.
 
     ``method``: ``microcircuit`` (rules 7–10 at the swept steady state; matrices with η = 0 frozen, so
     the shallow learner and frozen-W_2 variants are rate settings), ``backprop`` (SGD on the

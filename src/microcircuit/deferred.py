@@ -1,7 +1,7 @@
-"""Deferred weight updates (``plasticity.defer = K``): the step-by-step updates of MODEL.md §3, exactly,
+"""Deferred weight updates (``plasticity.defer = K``): the step-by-step updates of docs/model.md §3, exactly,
 with each matrix written once per block of K steps instead of at every step.
 
-Per plastic matrix M with trace Δ, rate η and the Euler step of MODEL.md §3 (``plasticity.apply_updates``):
+Per plastic matrix M with trace Δ, rate η and the Euler step of docs/model.md §3 (``plasticity.apply_updates``):
 
     M_{i+1} = M_i + η·dt·g_i·Δ_i,     Δ_{i+1} = Δ_i + a·on_i·(δ_i − Δ_i),     δ_i = mean_b e_{i,b} p_{i,b}ᵀ
 
@@ -17,7 +17,7 @@ with scalars shared by every matrix (:class:`Coefficients`): α_0 = 1, c_0 = 0, 
     β_{j+1} = (1 − a·on_j)·β_j + a·on_j·1_j.
 
 With τ_w = 0 (W += dt·η·g·δ) c = 0 and s_{j+1} = s_j + g_j·1_j. Each product the dynamics need,
-M_j x (v_B,k = W_k r_{k−1}, v_A,k = B_k r_{k+1} + PI_k r^I_k, v^I_k = IP_k r_k of MODEL.md §2, and
+M_j x (v_B,k = W_k r_{k−1}, v_A,k = B_k r_{k+1} + PI_k r^I_k, v^I_k = IP_k r_k of docs/model.md §2, and
 rule (10)'s B_k r_{k+1}), is then
 
     M_j x = M_0 x + η·dt·c_j·(Δ_0 x) + η·dt/B · Σ_{l<j} s_{j,l} Σ_b e_{l,b} (p_{l,b}·x)
@@ -72,7 +72,7 @@ class Pending(NamedTuple):
 
 def source(name: str, i: int) -> str:
     """The presynaptic population of matrix ``name``[i]: ``"r{k}"`` for r_k (r_0 the input), ``"rI{k}"``
-    for r^I_k (MODEL.md §2: W_k ← r_{k−1}, IP_k ← r_k, B_k ← r_{k+1}, PI_k ← r^I_k)."""
+    for r^I_k (docs/model.md §2: W_k ← r_{k−1}, IP_k ← r_k, B_k ← r_{k+1}, PI_k ← r^I_k)."""
     return {"W": f"r{i}", "IP": f"r{i + 1}", "B": f"r{i + 2}", "PI": f"rI{i + 1}"}[name]
 
 
@@ -103,7 +103,7 @@ def _per_row(v: jax.Array, batch: int) -> jax.Array:
 
 
 def dendrites(model: Model, w: Weights, traces: Weights, pend: Pending, s: State) -> tuple[Dendrites, tuple]:
-    """MODEL.md §2's dendritic potentials with the weights of step j of the block, and the top-down
+    """docs/model.md §2's dendritic potentials with the weights of step j of the block, and the top-down
     products B_k r_{k+1} (for rule 10). The biases in ``w`` are current; the matrices in ``w`` and
     ``traces`` are those of the block's start, M_0 and Δ_0, and each product is (module docstring)
     M_j x = M_0 x + η·dt·c_j·(Δ_0 x) + η·dt/B · Σ_l s_l Σ_b e_{l,b} (p_{l,b}·x)."""
@@ -116,7 +116,7 @@ def dendrites(model: Model, w: Weights, traces: Weights, pend: Pending, s: State
 
     r = tuple(phi(t, u) for u in s.u)
     r_inter = tuple(phi(t, u) for u in s.u_inter)
-    now = {f"r{k}": v for k, v in enumerate((s.r_in, *r))}  # r_0 = x: no φ on the input (MODEL.md §1)
+    now = {f"r{k}": v for k, v in enumerate((s.r_in, *r))}  # r_0 = x: no φ on the input (docs/model.md §1)
     now.update({f"rI{k + 1}": v for k, v in enumerate(r_inter)})
     # s_l·(p_{l,b}·x) for each population, shared by every matrix it feeds: (B, K·B)
     proj = {key: matvec(hist, now[key]) * _per_row(coef.s, batch) for key, hist in pend.pre.items()}

@@ -1,6 +1,6 @@
-"""Neuron dynamics (MODEL.md §2): dendritic potentials, somatic derivatives, one Euler(–Maruyama) step.
+"""Neuron dynamics (docs/model.md §2): dendritic potentials, somatic derivatives, one Euler(–Maruyama) step.
 
-Shapes carry a leading batch axis: u[i] is (B, n_{i+1}); MODEL.md's layer k is index k − 1 here.
+Shapes carry a leading batch axis: u[i] is (B, n_{i+1}); docs/model.md's layer k is index k − 1 here.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class State(NamedTuple):
 
 
 class Dendrites(NamedTuple):
-    """Instantaneous quantities at one time point (MODEL.md §2)."""
+    """Instantaneous quantities at one time point (docs/model.md §2)."""
 
     r: tuple[jax.Array, ...]  # r_k = φ(u_k), k = 1..N
     r_inter: tuple[jax.Array, ...]  # r^I_k = φ(u^I_k)
@@ -67,13 +67,13 @@ def matvec(m: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def dendrites(model: Model, w: Weights, s: State) -> Dendrites:
-    """Dendritic potentials as instantaneous functions of presynaptic rates (MODEL.md §2)."""
+    """Dendritic potentials as instantaneous functions of presynaptic rates (docs/model.md §2)."""
     t = model.network.transfer
     bias = model.network.bias
     N = len(s.u)
     r = tuple(phi(t, u) for u in s.u)
     r_inter = tuple(phi(t, u) for u in s.u_inter)
-    pre = (s.r_in, *r[:-1])  # r_0 = x: no φ on the input (MODEL.md §1)
+    pre = (s.r_in, *r[:-1])  # r_0 = x: no φ on the input (docs/model.md §1)
     v_basal = tuple(matvec(w.W[i], pre[i]) + (w.b[i] if bias else 0.0) for i in range(N))  # v_B,k = W_k r_{k-1}
     v_apical = tuple(matvec(w.B[i], r[i + 1]) + matvec(w.PI[i], r_inter[i]) for i in range(N - 1))  # v_A,k
     v_inter = tuple(matvec(w.IP[i], r[i]) + (w.c[i] if bias else 0.0) for i in range(N - 1))  # v^I_k = IP_k r_k
@@ -81,7 +81,7 @@ def dendrites(model: Model, w: Weights, s: State) -> Dendrites:
 
 
 def _nudge(sim: Simulation, g_som: float, target: jax.Array, u: jax.Array) -> jax.Array:
-    """Teaching current g_som (u_trgt − u); or its balanced conductance form (MODEL.md §2)."""
+    """Teaching current g_som (u_trgt − u); or its balanced conductance form (docs/model.md §2)."""
     if sim.nudging == "current":
         return g_som * (target - u)
     g_exc = jnp.clip(g_som * (target - sim.E_inh) / (sim.E_exc - sim.E_inh), 0.0, g_som)
@@ -92,7 +92,7 @@ def _nudge(sim: Simulation, g_som: float, target: jax.Array, u: jax.Array) -> ja
 def derivatives(
     model: Model, s: State, d: Dendrites, target_on: jax.Array
 ) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...]]:
-    """Deterministic parts of du_k/dt and du^I_k/dt (MODEL.md §2)."""
+    """Deterministic parts of du_k/dt and du^I_k/dt (docs/model.md §2)."""
     g, sim = model.conductances, model.simulation
     N = len(s.u)
     du = []
@@ -110,7 +110,7 @@ def derivatives(
 
 
 def relaxation(sim: Simulation, g: float) -> float:
-    """The step factor h of u(t+dt) = u + h·du/dt for a compartment with total conductance g (MODEL.md §2):
+    """The step factor h of u(t+dt) = u + h·du/dt for a compartment with total conductance g (docs/model.md §2):
     dt for forward Euler; (1 − e^(−g·dt))/g for the exponential integrator, exact when du/dt = I − g·u
     with I held over the step."""
     if sim.integrator == "euler" or g == 0:
@@ -119,7 +119,7 @@ def relaxation(sim: Simulation, g: float) -> float:
 
 
 def _noise_scale(sim: Simulation, g: float) -> float:
-    """σ times the standard deviation added per step to a soma of total conductance g (MODEL.md §2).
+    """σ times the standard deviation added per step to a soma of total conductance g (docs/model.md §2).
 
     Euler–Maruyama: σ·√dt (``noise="sqrt_dt"``) or σ·dt (``"dt"``). Exponential integrator: the exact
     Ornstein–Uhlenbeck increment σ·√((1 − e^(−2g·dt))/(2g)), or σ·h for the ``"dt"`` convention."""
@@ -145,7 +145,7 @@ def integrate_potentials(
     key: jax.Array | None,
     noise: jax.Array | None = None,
 ) -> State:
-    """One step of all potentials and of the τ_0 input/target filters (MODEL.md §2): Euler–Maruyama, or
+    """One step of all potentials and of the τ_0 input/target filters (docs/model.md §2): Euler–Maruyama, or
     the exponential integrator (``simulation.integrator``, see :func:`relaxation`).
 
     Noise σ·√dt·N(0,1) per soma (``noise="sqrt_dt"``) or σ·dt·N(0,1) (``noise="dt"``); none if σ = 0.

@@ -3,7 +3,7 @@
 Each member (e.g. one seed of an experiment) has its own weights, state, patterns and noise key; the
 same :class:`~microcircuit.config.Model` drives them all. The pure :func:`~microcircuit.simulate.step`
 is scanned over time and ``jax.vmap``-ed over the members, so one compiled loop advances every member
-by the same Euler steps (MODEL.md §2–§3) with the same semantics as ``simulate``: step n of a member
+by the same Euler steps (docs/model.md §2–§3) with the same semantics as ``simulate``: step n of a member
 shows pattern ``n // steps_per_pattern``, draws its noise from ``fold_in(key, n)`` and applies the
 learning lag. Nothing is recorded inside the loop; callers evaluate between calls.
 """

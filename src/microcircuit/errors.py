@@ -39,7 +39,7 @@ class RunInterrupted(KeyboardInterrupt):
 class DivergenceError(RuntimeError):
     """The dynamics left the finite, bounded region (NaN, Inf or |u| beyond the configured bound).
 
-    Attributes: ``quantity`` (e.g. ``"u"``, ``"u_inter"``, ``"W"``), ``layer`` (MODEL.md numbering),
+    Attributes: ``quantity`` (e.g. ``"u"``, ``"u_inter"``, ``"W"``), ``layer`` (docs/model.md numbering),
     ``time`` (ms of simulated time, at the resolution of the recording stride) and ``last_good``, the
     (weights, traces, state, step) at the end of the last chunk that was still fine. A runner may set
     ``note`` (where in the run it happened) and ``checkpoint`` (the last good checkpoint, or None when

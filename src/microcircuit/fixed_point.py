@@ -1,6 +1,6 @@
 """The circuit's σ = 0 steady state at a fixed input (and target), by damped fixed-point iteration.
 
-Iterates the steady-state equations of MODEL.md §2,
+Iterates the steady-state equations of docs/model.md §2,
 
     hidden:      u_k   = (g_B v_B,k + g_A v_A,k) / (g_lk + g_B + g_A)
     output:      u_N   = (g_B v_B,N + g_som u_trgt) / (g_lk + g_B + g_som)    (g_som term only with a target)
@@ -28,7 +28,7 @@ __all__ = ["steady_state"]
 
 
 def _step(spec: NetworkSpec, g: jax.Array, w: Weights, s: State, on: jax.Array) -> State:
-    """F(u): every potential set to its steady-state value given the others (MODEL.md §2)."""
+    """F(u): every potential set to its steady-state value given the others (docs/model.md §2)."""
     g_lk, g_B, g_A, g_D, g_som = g
     d = dendrites(Model(network=spec), w, s)  # uses only the network's transfer function and biases
     N = len(s.u)

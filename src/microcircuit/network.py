@@ -1,6 +1,6 @@
-"""The weights pytree and its initialisation: random, and self-predicting (MODEL.md §1, §4).
+"""The weights pytree and its initialisation: random, and self-predicting (docs/model.md §1, §4).
 
-Indexing: MODEL.md numbers layers 1..N; the tuples here are 0-based, so ``W[i]`` is W_{i+1}.
+Indexing: docs/model.md numbers layers 1..N; the tuples here are 0-based, so ``W[i]`` is W_{i+1}.
 ``W``/``b`` have N entries (one per layer above the input); ``B``, ``PI``, ``IP``, ``c`` have N − 1,
 one per hidden layer.
 """
@@ -18,7 +18,7 @@ __all__ = ["Weights", "init_weights", "self_predicting", "self_predicting_distan
 
 
 class Weights(NamedTuple):
-    """All synaptic weights (post ← pre), MODEL.md §1.
+    """All synaptic weights (post ← pre), docs/model.md §1.
 
     W[i]:  W_{i+1}, bottom-up onto the basal dendrite, shape (n_{i+1}, n_i)
     b[i]:  bias of W_{i+1} (a constant presynaptic input of 1), shape (n_{i+1},)
@@ -38,7 +38,7 @@ class Weights(NamedTuple):
 
 def init_weights(spec: NetworkSpec, conductances: Conductances, key: jax.Array, dtype: str = "float32") -> Weights:
     """Uniform random weights in [−scale, scale] per matrix (``spec.init``), then optionally the
-    self-predicting formulas of MODEL.md §4. Biases b_k are ``spec.init.bias_mean`` (0 by default) plus a
+    self-predicting formulas of docs/model.md §4. Biases b_k are ``spec.init.bias_mean`` (0 by default) plus a
     uniform spread of ``spec.init.bias``; all are zero when ``spec.bias`` is off."""
     n = spec.sizes
     N = spec.depth
@@ -63,7 +63,7 @@ def init_weights(spec: NetworkSpec, conductances: Conductances, key: jax.Array, 
 
 
 def self_predicting_weights(w: Weights, conductances: Conductances) -> tuple[tuple[jax.Array, ...], ...]:
-    """The (PI, IP, c) that make ``w`` self-predicting, MODEL.md §4:
+    """The (PI, IP, c) that make ``w`` self-predicting, docs/model.md §4:
 
     PI_k = −B_k;  IP_k = [(g_lk + g_D)/g_D] · [g_B/(g_lk + g_B + g_A(k+1))] · W_{k+1}  (biases alike),
     with g_A(k+1) = 0 when k + 1 = N (the output layer has no apical compartment).
@@ -83,13 +83,13 @@ def self_predicting_weights(w: Weights, conductances: Conductances) -> tuple[tup
 
 
 def self_predicting(w: Weights, conductances: Conductances) -> Weights:
-    """``w`` with PI, IP (and interneuron biases) set to their self-predicting values (MODEL.md §4)."""
+    """``w`` with PI, IP (and interneuron biases) set to their self-predicting values (docs/model.md §4)."""
     PI, IP, c = self_predicting_weights(w, conductances)
     return w._replace(PI=PI, IP=IP, c=c)
 
 
 def self_predicting_distance(w: Weights, conductances: Conductances) -> dict[str, tuple[float, ...]]:
-    """How far the interneuron weights are from the self-predicting values of MODEL.md §4, per hidden layer:
+    """How far the interneuron weights are from the self-predicting values of docs/model.md §4, per hidden layer:
     ‖IP_k − IP*_k‖ / ‖IP*_k‖ (IP*_k ∝ W_{k+1}) and ‖PI_k + B_k‖ / ‖B_k‖. 0 is exactly self-predicting; a
     circuit whose interneurons lost track of W_{k+1} sends spurious apical errors down (docs/results.md)."""
     PI_sp, IP_sp, _ = self_predicting_weights(w, conductances)

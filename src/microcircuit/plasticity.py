@@ -1,4 +1,4 @@
-"""Dendritic-prediction plasticity (MODEL.md §3): rules (7)–(10), the τ_w trace, the weight update.
+"""Dendritic-prediction plasticity (docs/model.md §3): rules (7)–(10), the τ_w trace, the weight update.
 
 Every rule is postsynaptic error × presynaptic rate, averaged over the batch. A matrix whose learning
 rate is 0 is frozen: its increment is never computed.
@@ -20,7 +20,7 @@ __all__ = [
 
 
 def zero_traces(w: Weights) -> Weights:
-    """Filtered increments Δ, one per weight array, all zero (τ_w dΔ/dt = −Δ + δ, MODEL.md §3)."""
+    """Filtered increments Δ, one per weight array, all zero (τ_w dΔ/dt = −Δ + δ, docs/model.md §3)."""
     return jax.tree_util.tree_map(jnp.zeros_like, w)
 
 

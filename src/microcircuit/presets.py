@@ -1,4 +1,4 @@
-"""The paper's settings as named presets (MODEL.md §7). Each has a full and a ``quick`` variant."""
+"""The paper's settings as named presets (docs/model.md §7). Each has a full and a ``quick`` variant."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ DEFAULT_PRESET = "fig-s1"
 
 def fig_s1(quick: bool = False) -> Config:
     """Fig. S1: 30-20-10, W and B fixed random, random inputs U(0,1), no target, σ = 0.1;
-    η^IP = 0.0002375, η^PI = 0.0005 (MODEL.md §4, §7). φ is the logistic (a config choice, §2).
+    η^IP = 0.0002375, η^PI = 0.0005 (docs/model.md §4, §7). φ is the logistic (a config choice, §2).
 
     Initial scales (open in the paper): W ~ U(−0.4, 0.4), B ~ U(−1, 1), and IP, PI at the scale of their
     self-predicting values (IP ∝ W_2, PI = −B). With larger W the logistic interneurons saturate and the
@@ -90,7 +90,7 @@ def fig2(quick: bool = False) -> Config:
 
 
 def backprop_link(quick: bool = False) -> Config:
-    """MODEL.md §5: rule (7) vs backprop at the steady state, g_som 0.8 → 0.001, depths 2 and 3."""
+    """docs/model.md §5: rule (7) vs backprop at the steady state, g_som 0.8 → 0.001, depths 2 and 3."""
     return Config(
         name="backprop-link-quick" if quick else "backprop-link",
         experiment="backprop_link",
@@ -217,7 +217,7 @@ DYN_EPOCHS, DYN_DECAY = 30, 0.92
 def rescale_top_down(eta_W: tuple[float, ...] | list[float], factor: float) -> list[float]:
     """Bottom-up rates that keep each W_k's change per mini-batch, to first order in the error, when every
     B_k (and PI_k = −B_k) is multiplied by ``factor``: layer k's apical error is a product of the N − k
-    top-down matrices above it (MODEL.md §5), so η_k is divided by factor^(N−k) (0-based k: N−1−k)."""
+    top-down matrices above it (docs/model.md §5), so η_k is divided by factor^(N−k) (0-based k: N−1−k)."""
     depth = len(eta_W)
     return [e / factor ** (depth - 1 - k) for k, e in enumerate(eta_W)]
 

@@ -1,6 +1,6 @@
 """The simulation entry point: a stream of patterns through the circuit, as a jit-compiled ``lax.scan``.
 
-``simulate(model, weights, state, stream, ...)`` integrates MODEL.md §2–§3 with forward Euler and returns
+``simulate(model, weights, state, stream, ...)`` integrates docs/model.md §2–§3 with forward Euler and returns
 the final weights, traces and state plus the recorded snapshots. The loop is nested: a scan over
 ``record.stride`` steps inside a scan over snapshots, run in chunks so that a progress bar can advance
 and divergence is checked between chunks; memory grows with the number of snapshots, not of steps.
@@ -42,7 +42,7 @@ NOISE_BLOCK_ELEMENTS = 1 << 22  # noise drawn per record when stride * batch * w
 class Stream(NamedTuple):
     """Patterns presented back to back, each for the same duration.
 
-    x:         (P, B, n_0) input rates per pattern (r_0 = x, MODEL.md §1)
+    x:         (P, B, n_0) input rates per pattern (r_0 = x, docs/model.md §1)
     target:    (P, B, n_N) target potentials u_trgt per pattern
     target_on: (P,) bool, whether the teaching current is on during that pattern
     """
@@ -104,7 +104,7 @@ def step(
     gate: jax.Array | None = None,
     noise: jax.Array | None = None,
 ) -> tuple[Weights, Weights, State]:
-    """One synchronous Euler step (MODEL.md §3, Decision): every dendritic potential, rate and weight
+    """One synchronous Euler step (docs/model.md §3, Decision): every dendritic potential, rate and weight
     increment is computed from the state at t, then potentials and weights are updated together."""
     d = dendrites(model, w, s)
     s_next = integrate_potentials(model, s, d, x, target, target_on, key, noise)
@@ -115,7 +115,7 @@ def step(
 
 
 def _snapshot(model: Model, quantities: tuple[str, ...], w: Weights, s: State) -> dict[str, jax.Array]:
-    """The recorded quantities at one time point, keyed with MODEL.md's 1-based layer numbers."""
+    """The recorded quantities at one time point, keyed with docs/model.md's 1-based layer numbers."""
     out: dict[str, jax.Array] = {}
     d: Dendrites = dendrites(model, w, s)
     N = len(s.u)
@@ -259,7 +259,7 @@ def _chunk(
 
 
 def _weight_shapes(n: tuple[int, ...]) -> dict[str, list[tuple[int, ...]]]:
-    """The shape of every array of :class:`Weights` for layer sizes ``n`` (MODEL.md §1)."""
+    """The shape of every array of :class:`Weights` for layer sizes ``n`` (docs/model.md §1)."""
     N = len(n) - 1
     return {
         "W": [(n[i + 1], n[i]) for i in range(N)],

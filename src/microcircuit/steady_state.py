@@ -1,4 +1,4 @@
-"""Fast steady-state mode (MODEL.md §6): the fixed point of §2 by up/down sweeps instead of integration.
+"""Fast steady-state mode (docs/model.md §6): the fixed point of §2 by up/down sweeps instead of integration.
 
 One pass (the paper's scheme, used for MNIST):
 
@@ -54,7 +54,7 @@ def settle(
     d = list(u_I)
     v_A = [jnp.zeros_like(ui) for ui in u[:-1]]  # silent apicals in the first pass
     for p in range(n_passes):
-        r_prev = x  # r_0 = x (MODEL.md §1)
+        r_prev = x  # r_0 = x (docs/model.md §1)
         for k in range(N):  # forward sweep
             b[k] = basal * (r_prev @ w.W[k].T + (w.b[k] if bias else 0.0))
             if k < N - 1:

@@ -1,4 +1,4 @@
-"""Transfer functions φ (MODEL.md §2), their derivatives and inverses, numerically stable for large |u|."""
+"""Transfer functions φ (docs/model.md §2), their derivatives and inverses, numerically stable for large |u|."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ __all__ = ["dphi", "phi", "phi_inv"]
 
 
 def phi(t: Transfer, u: jax.Array) -> jax.Array:
-    """φ(u): soft rectifier γ·log(1 + exp(β(u − θ))) or logistic 1/(1 + e^(−u)) (MODEL.md §2)."""
+    """φ(u): soft rectifier γ·log(1 + exp(β(u − θ))) or logistic 1/(1 + e^(−u)) (docs/model.md §2)."""
     if t.kind == "soft_rectifier":
         return t.gamma * jax.nn.softplus(t.beta * (u - t.theta))
     return jax.nn.sigmoid(u)
 
 
 def dphi(t: Transfer, u: jax.Array) -> jax.Array:
-    """φ′(u), used for the backprop reference D_l = diag(φ′(u_l)) (MODEL.md §5)."""
+    """φ′(u), used for the backprop reference D_l = diag(φ′(u_l)) (docs/model.md §5)."""
     if t.kind == "soft_rectifier":
         return t.gamma * t.beta * jax.nn.sigmoid(t.beta * (u - t.theta))
     s = jax.nn.sigmoid(u)
@@ -26,7 +26,7 @@ def dphi(t: Transfer, u: jax.Array) -> jax.Array:
 
 
 def phi_inv(t: Transfer, r: jax.Array) -> jax.Array:
-    """φ⁻¹(r): the potential whose rate is r (targets given as rates, MODEL.md §7). Needs r in φ's range."""
+    """φ⁻¹(r): the potential whose rate is r (targets given as rates, docs/model.md §7). Needs r in φ's range."""
     r = jnp.asarray(r)
     if t.kind == "soft_rectifier":
         # log(expm1(y)) = y + log(-expm1(-y)) is the stable form for large y = r/γ.

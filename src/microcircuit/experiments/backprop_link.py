@@ -1,10 +1,10 @@
-"""The link to backprop (MODEL.md §5): the circuit's weight update against backprop's, as the nudging weakens.
+"""The link to backprop (docs/model.md §5): the circuit's weight update against backprop's, as the nudging weakens.
 
-Self-predicting networks (PI = −B, IP from W, MODEL.md §4) of every depth from 2 up to that of
+Self-predicting networks (PI = −B, IP from W, docs/model.md §4) of every depth from 2 up to that of
 ``network.sizes`` (depth d keeps the first d − 1 hidden layers and the output) see ``stimulus.batch``
 inputs x ~ U(low, high), each with a target u_trgt = u⁻_N(x) + U(−1, 1) per output neuron. For each
 nudging strength g_som from 0.8 down to 0.001 the circuit's σ = 0 steady state with the target on is
-found in float64 (the fixed point of MODEL.md §2, :mod:`microcircuit.fixed_point`; the largest |du/dt|
+found in float64 (the fixed point of docs/model.md §2, :mod:`microcircuit.fixed_point`; the largest |du/dt|
 left there is reported, and tests check it against ``simulate``). There, per sample and
 layer, rule (7)'s instantaneous update δW_k = [φ(u_k) − φ(v̂_B,k)] r_{k−1}ᵀ is compared with backprop's
 update of the feed-forward network the circuit computes, seeded with the paper's output error
@@ -48,7 +48,7 @@ def networks(sizes: tuple[int, ...]) -> list[tuple[int, ...]]:
 
 def weights_for(model: Model, key: jax.Array, feedback: str) -> Weights:
     """Random W (scale ``network.init.W``), B = Wᵀ of the layer above or random (scale ``init.B``), and
-    PI, IP at their self-predicting values (MODEL.md §4)."""
+    PI, IP at their self-predicting values (docs/model.md §4)."""
     spec = dataclasses.replace(model.network, init=dataclasses.replace(model.network.init, self_predicting=False))
     with jax.enable_x64(model.simulation.dtype == "float64"):
         w = init_weights(spec, model.conductances, key, model.simulation.dtype)
@@ -59,7 +59,7 @@ def weights_for(model: Model, key: jax.Array, feedback: str) -> Weights:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _updates(probe: Model, w: Weights, s: State, x: jax.Array, t: jax.Array) -> tuple:
-    """Per sample (leading axis): rule (7)'s δW_k at state s, and backprop's update (MODEL.md §5)."""
+    """Per sample (leading axis): rule (7)'s δW_k at state s, and backprop's update (docs/model.md §5)."""
 
     def one(si: State, xi: jax.Array, ti: jax.Array) -> tuple[tuple[jax.Array, ...], ...]:
         dW = increments(probe, w, si, dendrites(probe, w, si)).W  # rule (7) at the steady state
@@ -72,7 +72,7 @@ def _updates(probe: Model, w: Weights, s: State, x: jax.Array, t: jax.Array) -> 
 def link(model: Model, w: Weights, x: np.ndarray, u_trgt: np.ndarray, iterations: int = 2000) -> dict[str, Any]:
     """Rule (7) against backprop at the σ = 0 steady state with the target on, per sample (axis 0) and layer.
 
-    The steady state is the fixed point of MODEL.md §2 (:func:`microcircuit.fixed_point.steady_state`).
+    The steady state is the fixed point of docs/model.md §2 (:func:`microcircuit.fixed_point.steady_state`).
     Returns ``angle`` (degrees), ``size`` = ‖δW_k‖, ``bp_size`` = ‖ΔW_k^BP‖, each (samples, N), and
     ``residual``, the largest |du/dt| of the circuit's equations there (0 at a steady state).
     """
@@ -203,7 +203,7 @@ def _figures(run_dir: RunDir, res: dict[str, np.ndarray], sizes: tuple[int, ...]
         ax.set_xlabel("nudging g_som (strong → weak)")
         ax.set_ylabel("update size, B = Wᵀ")
         ax.legend(fontsize=7)
-    fig.suptitle("The link to backprop (MODEL.md §5): self-predicting networks at the steady state, σ = 0", y=1.0)
+    fig.suptitle("The link to backprop (docs/model.md §5): self-predicting networks at the steady state, σ = 0", y=1.0)
     fig.tight_layout()
     run_dir.save_figure(fig, "backprop_link.png")
     plt.close(fig)

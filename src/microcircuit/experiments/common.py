@@ -44,7 +44,7 @@ def build(cfg: Config) -> tuple[Model, Weights, State]:
 
 
 def deterministic(model: Model) -> Model:
-    """The same model with σ = 0 (testing conditions, MODEL.md §2)."""
+    """The same model with σ = 0 (testing conditions, docs/model.md §2)."""
     return dataclasses.replace(model, simulation=dataclasses.replace(model.simulation, sigma=0.0))
 
 
@@ -62,7 +62,7 @@ def self_prediction_errors(model: Model, w: Weights, x_test: np.ndarray, settle:
 
 
 def weight_distance(model: Model, w: Weights) -> dict[str, float]:
-    """Relative distance of PI and IP from their self-predicting values (MODEL.md §4), per hidden layer."""
+    """Relative distance of PI and IP from their self-predicting values (docs/model.md §4), per hidden layer."""
     PI, IP, _ = self_predicting_weights(w, model.conductances)
     out = {}
     for i in range(len(PI)):

@@ -1,4 +1,4 @@
-"""Fig. 3: MNIST in the steady-state mode (MODEL.md §6, §7), its baselines, and in continuous time.
+"""Fig. 3: MNIST in the steady-state mode (docs/model.md §6, §7), its baselines, and in continuous time.
 
 784-500-500-10 with logistic φ and biases, one-hot targets r ∈ {0.1, 0.8} nudging towards
 u_trgt = φ⁻¹(r), self-predicting initialisation, B and PI fixed, W and IP plastic, mini-batches of 10,

@@ -1,4 +1,4 @@
-"""Fig. 2: nonlinear regression against a teacher network (MODEL.md §5, §7).
+"""Fig. 2: nonlinear regression against a teacher network (docs/model.md §5, §7).
 
 A student microcircuit 30-50-10 (10 interneurons, soft rectifier) starts from random weights, not
 self-predicting. A teacher 30-20-10 with weights U(−1, 1) defines the target potential
@@ -8,7 +8,7 @@ u_trgt = 10·W2ᵗ φ(2·W1ᵗ x), i.e. the target rate r_trgt = φ(u_trgt); inp
 see ``presets.FIG2_SPEEDUP``) under noise σ = 0.3. On the same data, initial weights
 and noise, two baselines: the shallow learner (the same circuit with the hidden bottom-up weights W_1
 frozen, so only the output's W_2 learns the task; the lateral rules still run) and a backprop-trained
-feed-forward network of the student's shape (MODEL.md §5's network and output error, plain SGD, one
+feed-forward network of the student's shape (docs/model.md §5's network and output error, plain SGD, one
 step per trial of the size rule (7) takes for weak nudging: η_k · duration · λ_N·λ_A^{N−k}·c_k).
 
 Every ``schedule.segment`` trials all three are tested on ``schedule.n_test`` held-out inputs at σ = 0,
@@ -44,7 +44,7 @@ from .common import Segment, build, deterministic, segmented_run
 
 __all__ = ["member_summaries", "run", "teacher_potential"]
 
-TEACHER_GAINS = (2.0, 10.0)  # u_trgt = 10·W2ᵗ φ(2·W1ᵗ x) (MODEL.md §7)
+TEACHER_GAINS = (2.0, 10.0)  # u_trgt = 10·W2ᵗ φ(2·W1ᵗ x) (docs/model.md §7)
 LEARNERS = ("microcircuit", "shallow", "backprop")
 
 
@@ -77,7 +77,7 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
     task = _Task(cfg, seeds)
     x_test, u_test = task.data([2], sch.n_test)
     test = _Evaluator(model, x_test, np.asarray(phi(cfg.network.transfer, jnp.asarray(u_test))), sch.settle)
-    # The backprop reference: SGD on MODEL.md §5's network; per trial the step that rule (7) takes in the
+    # The backprop reference: SGD on docs/model.md §5's network; per trial the step that rule (7) takes in the
     # weak-nudging limit, η_k · duration · λ_N·λ_A^{N−k}·c_k (backprop.update_scale).
     lrs = tuple(eta * st.duration * c for eta, c in zip(model.plasticity.eta_W, update_scale(model.conductances, N),
                                                           strict=True))
@@ -170,7 +170,7 @@ def _in_run(e: DivergenceError, t0: float, what: str) -> DivergenceError:
 
 
 class _Task:
-    """Per seed, a random teacher (weights U(−1, 1), MODEL.md §7) and reproducible input streams."""
+    """Per seed, a random teacher (weights U(−1, 1), docs/model.md §7) and reproducible input streams."""
 
     def __init__(self, cfg: Config, seeds: list[int]) -> None:
         self.cfg, self.seeds = cfg, seeds
@@ -191,7 +191,7 @@ class _Task:
 
 
 class _Evaluator:
-    """Held-out tests of every seed at σ = 0, no target (MODEL.md §7)."""
+    """Held-out tests of every seed at σ = 0, no target (docs/model.md §7)."""
 
     def __init__(self, model: Model, x: np.ndarray, r: np.ndarray, settle: float) -> None:
         self.model, self.m0, self.settle = model, deterministic(model), settle
@@ -234,7 +234,7 @@ class _Evaluator:
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _sgd(model: Model, W: tuple, b: tuple, x: jax.Array, u: jax.Array, lrs: tuple[float, ...]) -> tuple:
     """Every seed (leading axis) at once, one SGD step per trial: W_k += lr_k · backprop's update of
-    MODEL.md §5 (:func:`microcircuit.backprop.backprop_updates`) for that trial's input and target."""
+    docs/model.md §5 (:func:`microcircuit.backprop.backprop_updates`) for that trial's input and target."""
 
     def member(W: tuple, b: tuple, x: jax.Array, u: jax.Array) -> tuple:
         def trial(c: tuple, xu: tuple) -> tuple:

@@ -1,4 +1,4 @@
-"""Fig. S1: learning the self-predicting state (MODEL.md §4, §7).
+"""Fig. S1: learning the self-predicting state (docs/model.md §4, §7).
 
 A 30-20-10 network with fixed random bottom-up and top-down weights sees random inputs U(0, 1) with no
 target and noise σ = 0.1; only IP (rule 8) and PI (rule 9) learn. The apical mismatch ‖v_A‖² and the
@@ -130,7 +130,7 @@ def _figures(run_dir: RunDir, rows: list[dict[str, Any]], arrays: dict[str, Any]
         ax.plot(t, v, ".", ms=3)
         lim = [min(t.min(), v.min()), max(t.max(), v.max())]
         ax.plot(lim, lim, "k--", lw=0.8)
-        ax.set_xlabel(f"self-predicting {label} (MODEL.md §4)")
+        ax.set_xlabel(f"self-predicting {label} (docs/model.md §4)")
         ax.set_ylabel(f"learned {label}")
         ax.set_title(f"{label} at the end (relative distance {rows[-1][f'{label}_distance_1']:.2f})")
     ax = axes[3]

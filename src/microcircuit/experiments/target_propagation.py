@@ -1,4 +1,4 @@
-"""Fig. 1: a new target propagates through a self-predicting network (MODEL.md §4, §5, §7).
+"""Fig. 1: a new target propagates through a self-predicting network (docs/model.md §4, §5, §7).
 
 The 30-20-10 network starts from the end state of Fig. S1 (``init_from``, by default the ``fig-s1``
 preset run first with the same seed and network), so its interneurons cancel the top-down input. It is
@@ -71,7 +71,7 @@ def _target_phase(cfg: Config, run_dir: RunDir | None, model: Model, w0: Weights
     rng = np.random.default_rng([cfg.seed, 3])
     x = rng.uniform(st.low, st.high, (1, n[0])).astype(np.float32)
 
-    # The output's prediction for x: the σ = 0 steady state without target (MODEL.md §2, §4).
+    # The output's prediction for x: the σ = 0 steady state without target (docs/model.md §2, §4).
     settle = deterministic(model)
     pred = simulate(settle, w0, state, Stream.of(x[None]), duration=cfg.schedule.settle, plastic=False)
     u_pred = np.asarray(pred.state.u[-1])
