@@ -489,7 +489,7 @@ def test_npy_instead_of_npz(tmp_path: Path) -> None:
     path = tmp_path / "mnist.npz"
     with path.open("wb") as f:
         np.save(f, np.zeros(3))
-    with pytest.raises(DataError, match="single array"):
+    with pytest.raises(DataError, match=r"not an \.npz archive \(not a zip file\)"):
         load_mnist(path)
 
 
@@ -667,6 +667,17 @@ def test_embedded_subset() -> None:
     assert 0.3 < m.x_train.mean() / 255 * 3 < 0.5  # about 13 % of each image is ink
     verify_hashes(m, SUBSET_SHA256, source="subset")
     assert_same(load("mnist-subset"), m)
+
+
+def test_write_subset_remakes_the_embedded_file_byte_for_byte(tmp_path: Path) -> None:
+    """The recipe of mnist_subset.npz (data.write_subset): the first 2,000 / 1,000 images, fixed zip stamps."""
+    sub = load_mnist_subset()
+    path = data.write_subset(sub, tmp_path / "again.npz")
+    assert path.read_bytes() == resources.files("microcircuit.data").joinpath("mnist_subset.npz").read_bytes()
+    small = load_mnist(data.write_subset(sub, tmp_path / "small.npz", n_train=5, n_test=3))
+    assert small.x_train.shape == (5, 28, 28) and small.y_test.tolist() == sub.y_test[:3].tolist()
+    with pytest.raises(ValueError, match="n_train"):
+        data.write_subset(sub, tmp_path / "bad.npz", n_train=0)
 
 
 def test_embedded_files_are_package_resources() -> None:

@@ -32,6 +32,7 @@ from .dynamics import Dendrites, State, dendrites, init_state
 from .errors import DivergenceError, InputError
 from .network import Weights, init_weights, self_predicting
 from .plasticity import increments, zero_traces
+from .preflight import preflight
 from .presets import get_preset, preset_names
 from .simulate import Solution, Stream, simulate, step
 from .transfer import dphi, phi, phi_inv
@@ -67,6 +68,7 @@ __all__ = [
     "load_toml",
     "phi",
     "phi_inv",
+    "preflight",
     "preset_names",
     "self_predicting",
     "simulate",

@@ -35,9 +35,10 @@ API
     The dotted keys in which two configs differ.
 
 ``checkpoint_path(directory, index)``, ``list_checkpoints(directory)``, ``latest_checkpoint(directory)``,
-``prune_checkpoints(directory, keep)``
+``load_latest(directory, cfg, like=..., on_skip=...)``, ``prune_checkpoints(directory, keep)``
     A folder of checkpoints named ``ckpt-<index>.npz`` (index: any increasing counter, e.g. patterns
-    or samples seen). ``latest_checkpoint`` is the one with the highest index (or None).
+    or epochs). ``latest_checkpoint`` is the one with the highest index (or None); ``load_latest``
+    loads the newest one that verifies, skipping (and reporting) damaged newer ones.
 
 Example (a trainer that checkpoints every epoch)::
 
@@ -63,7 +64,7 @@ import math
 import re
 import tomllib
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
+    "load_latest",
     "prune_checkpoints",
     "save_checkpoint",
 ]
@@ -434,6 +436,37 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     """The checkpoint with the highest index in ``directory``, or None."""
     found = list_checkpoints(directory)
     return found[-1][1] if found else None
+
+
+def load_latest(
+    directory: str | Path,
+    cfg: Config | None = None,
+    *,
+    like: Mapping[str, Any] | None = None,
+    ignore: Iterable[str] = NON_COMPUTATIONAL,
+    check: Callable[[Checkpoint], None] | None = None,
+    on_skip: Callable[[Path, str], None] | None = None,
+) -> Checkpoint | None:
+    """The newest checkpoint in ``directory`` that loads and verifies (:func:`load_checkpoint`, then
+    ``check``, which may raise :class:`CheckpointError` too); a newer one that fails is skipped, with
+    ``on_skip(path, reason)``, and the next older one tried. None when the folder holds no checkpoint; a
+    :class:`CheckpointError` naming every file and its problem when none of them is usable."""
+    found = list_checkpoints(directory)
+    problems = []
+    for _, path in reversed(found):
+        try:
+            ck = load_checkpoint(path, cfg, like=like, ignore=ignore)
+            if check is not None:
+                check(ck)
+            return ck
+        except CheckpointError as e:
+            problems.append(str(e))
+            if on_skip is not None:
+                on_skip(path, str(e))
+    if problems:
+        raise CheckpointError(f"no usable checkpoint in {directory}: " + "; ".join(problems)
+                              + "; remove them to start the run afresh")
+    return None
 
 
 def prune_checkpoints(directory: str | Path, keep: int) -> list[Path]:

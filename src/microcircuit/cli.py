@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from . import __version__
-from .config import Config, ConfigError, apply_overrides, load_toml, to_toml
+from .config import Config, ConfigError, apply_overrides, load_toml, read_toml, to_toml
+from .errors import RunInterrupted
 from .presets import DEFAULT_PRESET, get_preset, preset_names
 
 if TYPE_CHECKING:
@@ -31,36 +33,70 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 
 def _friendly(fn: F) -> F:
-    """Known errors become one line on stderr and exit status 2; ``--debug`` shows the traceback.
-    A run stopped by SIGINT/SIGTERM (after its checkpoint) prints one line and exits 130/143."""
+    """Errors a user can cause (bad config or data, a full disk, ...) become one line on stderr and exit
+    status 2; ``--debug`` shows the traceback. A run stopped by SIGINT/SIGTERM (after its checkpoint)
+    prints one line and exits 130/143 (a second signal: 130, without a checkpoint). Anything else is a
+    bug in microcircuit: one line saying so, exit status 1."""
     from .errors import RunInterrupted
+
+    def line(text: str) -> str:
+        return " ".join(str(text).split())
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug")
         try:
             return fn(*args, **kwargs)
         except RunInterrupted as e:
-            click.echo(str(e), err=True)
+            click.echo(line(str(e)), err=True)
             sys.exit(e.exit_code)
-        except _expected_errors() as e:
-            if click.get_current_context().find_root().params.get("debug"):
+        except KeyboardInterrupt as e:
+            click.echo(line(f"stopped: {e or 'interrupted'}; the files written so far are intact"), err=True)
+            sys.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except (*_expected_errors(), OSError) as e:
+            if debug:
                 raise
-            click.echo(f"error: {e}", err=True)
+            click.echo(line(f"error: {e}"), err=True)
             sys.exit(2)
+        except Exception as e:
+            if debug:
+                raise
+            click.echo(line(f"internal error (a bug in microcircuit; --debug shows the traceback, please report "
+                            f"it): {type(e).__name__}: {e}"), err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
 
 def resolve_config(target: str | None, overrides: tuple[str, ...], quick: bool) -> Config:
     """A preset name or a TOML path, with ``--set`` overrides applied."""
+    return resolve_config_and_base(target, overrides, quick)[0]
+
+
+def resolve_config_and_base(
+    target: str | None, overrides: tuple[str, ...], quick: bool
+) -> tuple[Config, Config | None]:
+    """The config of :func:`resolve_config` and what the user changed it from: the preset (named, or the
+    ``preset`` key of a TOML file, or the preset a full TOML file is named after), or None when there is
+    none (a config file written from scratch)."""
     target = target or DEFAULT_PRESET
     if target.endswith(".toml") or Path(target).is_file():
-        cfg = load_toml(target)
         if quick:
             raise ConfigError("--quick applies to presets; shorten a config file with --set instead")
+        cfg = load_toml(target)
+        base_name = read_toml(target).get("preset")
+        if not isinstance(base_name, str):
+            base_name = cfg.name if cfg.name in preset_names() or cfg.name.removesuffix("-quick") in preset_names() \
+                else None
+        base = None
+        if base_name is not None:
+            quick_base = base_name.endswith("-quick") and base_name.removesuffix("-quick") in preset_names()
+            base = get_preset(base_name.removesuffix("-quick") if quick_base else base_name, quick=quick_base)
     else:
-        cfg = get_preset(target, quick=quick)
-    return apply_overrides(cfg, list(overrides))
+        cfg = base = get_preset(target, quick=quick)
+    return apply_overrides(cfg, list(overrides)), base
 
 
 def _extendable_epochs(run_dir: RunDir, cfg: Config) -> int | None:
@@ -96,7 +132,9 @@ def main(debug: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: runs/NAME-TIMESTAMP).")
 @click.option("--quick", is_flag=True, help="The preset's short variant.")
-@click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty run folder.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier run folder of microcircuit (refused for any other folder, never deleting "
+                   "other files), after every check of the config and data has passed.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN_DIR",
               help="Continue the run in RUN_DIR from its newest checkpoint, with its own config.toml.")
@@ -106,66 +144,100 @@ def run(target: str | None, overrides: tuple[str, ...], out: Path | None, quick:
     """Run PRESET or CONFIG.toml (default: the fig-s1 preset, quick) and write a run folder.
 
     The folder holds config.toml (resolved), metrics.jsonl, traces.npz, environment.json,
-    summary.json, checkpoints/ and figures (PNG, when matplotlib is installed). SIGINT/SIGTERM
+    summary.json, checkpoints/ and figures (PNG). SIGINT/SIGTERM
     checkpoint and stop (exit 130/143); continue with --resume RUN_DIR (docs/runs.md).
     """
+    from .checkpoint import config_differences
     from .experiments import get_experiment
-    from .runs import RunDir, atomic_write, resume_config
+    from .preflight import preflight
+    from .runs import RunDir, RunDirError, atomic_write, graceful_stop, resume_config
 
-    if resume is not None:
-        if target is not None or out is not None or overwrite or quick:
-            raise ConfigError(
-                "--resume RUN_DIR continues that run with its own config.toml; it cannot be combined with "
-                "a PRESET/CONFIG, --out, --overwrite or --quick"
-            )
-        cfg = resume_config(resume, overrides)
-        runner = get_experiment(cfg.experiment)
-        out, run_dir = resume, RunDir.create(resume, resume=True)
-        if run_dir.is_complete():
-            done = _extendable_epochs(run_dir, cfg)
-            if done is None:
-                click.echo(f"run {out} is already complete ({RunDir.SUMMARY} written); nothing to do")
-                return
-            kept = run_dir.file(f"summary-{done}-epochs.json")
-            with atomic_write(kept, "wb") as f:  # the project's crash-safe write, as for summary.json
-                f.write(run_dir.file(RunDir.SUMMARY).read_bytes())
-            click.echo(f"extending the finished run from {done} to {cfg.training.epochs} epochs "
-                       f"(its summary is kept as {kept.name})")
-        changed = run_dir.record_resume(cfg)
-        if changed:
-            click.echo(f"warning: {', '.join(changed)} differ from the run's start (environment.json); the "
-                       "resumed run may not match an uninterrupted one bit for bit", err=True)
-        run_dir.write_config(cfg)
-        click.echo(f"microcircuit {__version__}: resuming {cfg.name!r} ({cfg.experiment}) in {out}")
-    else:
-        if target is None:
-            quick = True
-        cfg = resolve_config(target, overrides, quick)
-        runner = get_experiment(cfg.experiment)
-        out = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = RunDir.create(out, overwrite=overwrite)
-        run_dir.write_config(cfg)
-        run_dir.write_environment(cfg)
-        click.echo(f"microcircuit {__version__}: running {cfg.name!r} ({cfg.experiment}) into {out}")
-    t = time.perf_counter()
-    summary = runner(cfg, run_dir, progress=progress, echo=click.echo)
-    summary["wall_s"] = round(time.perf_counter() - t, 1)
+    def started(stop: Any) -> None:  # a signal before the run folder exists: nothing to keep
+        if stop:
+            raise RunInterrupted(stop.signum, f"interrupted by {stop.name} before the run started; nothing was written")
+
+    with graceful_stop() as stop:  # a signal during start-up is seen by the runner's first check
+        if resume is not None:
+            if target is not None or out is not None or overwrite or quick:
+                raise ConfigError(
+                    "--resume RUN_DIR continues that run with its own config.toml; it cannot be combined with "
+                    "a PRESET/CONFIG, --out, --overwrite or --quick"
+                )
+            cfg = resume_config(resume, overrides)
+            runner = get_experiment(cfg.experiment)
+            warnings = preflight(cfg)
+            started(stop)
+            out, run_dir = resume, RunDir.create(resume, resume=True)
+            if run_dir.is_complete():
+                done = _extendable_epochs(run_dir, cfg)
+                if done is None:
+                    click.echo(f"run {out} is already complete ({RunDir.SUMMARY} written); nothing to do")
+                    return
+                kept = run_dir.file(f"summary-{done}-epochs.json")
+                with atomic_write(kept, "wb") as f:  # the project's crash-safe write, as for summary.json
+                    f.write(run_dir.file(RunDir.SUMMARY).read_bytes())
+                click.echo(f"extending the finished run from {done} to {cfg.training.epochs} epochs "
+                           f"(its summary is kept as {kept.name})")
+            changed = run_dir.record_resume(cfg)
+            if changed:
+                click.echo(f"warning: {', '.join(changed)} differ from the run's start (environment.json); the "
+                           "resumed run may not match an uninterrupted one bit for bit", err=True)
+            run_dir.write_config(cfg)
+            click.echo(f"microcircuit {__version__}: resuming {cfg.name!r} ({cfg.experiment}) in {out}")
+        else:
+            if target is None:
+                quick = True
+            cfg, base = resolve_config_and_base(target, overrides, quick)
+            runner = get_experiment(cfg.experiment)
+            warnings = preflight(cfg, config_differences(base or Config(), cfg), strict=base is not None)
+            started(stop)
+            out = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            run_dir = RunDir.create(out, overwrite=overwrite)  # only now: every check has passed
+            run_dir.write_config(cfg)
+            run_dir.write_environment(cfg)
+            click.echo(f"microcircuit {__version__}: running {cfg.name!r} ({cfg.experiment}) into {out}")
+        for message in warnings:
+            click.echo(f"warning: {message}", err=True)
+            run_dir.log(event="warning", kind="config", message=message)
+        t = time.perf_counter()
+        try:
+            summary = runner(cfg, run_dir, progress=progress, echo=click.echo)
+        except BaseException:
+            with contextlib.suppress(RunDirError):
+                run_dir.add_wall_time(time.perf_counter() - t)
+            raise
+    summary["wall_s"] = run_dir.add_wall_time(time.perf_counter() - t)  # every start of the run, resumed or not
+    summary["warnings"] = [*warnings, *summary.get("warnings", [])]
     run_dir.write_summary(summary)
     click.echo("")
     for line in summary.get("headline", []):
         click.echo(line)
+    for message in summary["warnings"]:
+        click.echo(f"warning: {message}", err=True)
     click.echo(f"done in {summary['wall_s']} s; results in {out}")
 
 
 @main.command()
 def presets() -> None:
-    """List the named presets."""
+    """List the named presets, each with its short variant (NAME-quick, the same as NAME --quick)."""
+    import re
+    import shutil
+    import textwrap
+
     from .presets import PRESETS
 
+    width = max(80, min(shutil.get_terminal_size((100, 24)).columns, 140)) - 47
+    click.echo(f"{'PRESET / QUICK VARIANT':30s} {'SIZES':15s} DESCRIPTION")
     for name in preset_names():
-        cfg = get_preset(name)
-        doc = (PRESETS[name].__doc__ or "").strip().splitlines()[0]
-        click.echo(f"{name:24s} {'-'.join(map(str, cfg.network.sizes)):16s} {doc}")
+        cfg, quick = get_preset(name), get_preset(name, quick=True)
+        doc = " ".join((PRESETS[name].__doc__ or "").strip().split("\n\n")[0].split())
+        first = re.split(r"(?<!Fig)(?<!e\.g)(?<!i\.e)\.(?:\s|$)", doc, maxsplit=1)[0].rstrip(".") + "."
+        lines = textwrap.wrap(first, width) or [""]
+        names = [name, quick.name]
+        for i in range(max(len(lines), len(names))):
+            left = names[i] if i < len(names) else ""
+            sizes = "-".join(map(str, cfg.network.sizes)) if i == 0 else ""
+            click.echo(f"{left:30s} {sizes:15s} {lines[i] if i < len(lines) else ''}".rstrip())
 
 
 @main.command()
@@ -210,7 +282,7 @@ def sweep(sweep_file: Path, out: Path | None, resume: bool, overrides: tuple[str
 
 @main.group()
 def analyze() -> None:
-    """Analyses of the model (each writes a run folder like `run`)."""
+    """Analyses: of the model (writing a run folder like `run`) and of finished run folders."""
 
 
 @analyze.command("backprop")
@@ -218,14 +290,117 @@ def analyze() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: runs/backprop-link-TIMESTAMP).")
 @click.option("--quick", is_flag=True, help="Fewer samples.")
-@click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty run folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier run folder of microcircuit (no other folder).")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.pass_context
 def analyze_backprop(ctx: click.Context, overrides: tuple[str, ...], out: Path | None, quick: bool,
-                     overwrite: bool) -> None:
+                     overwrite: bool, progress: bool) -> None:
     """docs/model.md §5: angle and size of rule (7)'s update against backprop's, g_som 0.8 -> 0.001, depths 2
     and 3, B = Wᵀ and random B (the `backprop-link` preset)."""
     ctx.invoke(run, target="backprop-link", overrides=overrides, out=out, quick=quick, overwrite=overwrite,
-               progress=False, resume=None)
+               progress=progress, resume=None)
+
+
+@analyze.command("curves")
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR [RUN_DIR ...]",
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, metavar="FILE.png",
+              help="Where to write the figure (PNG, or any format matplotlib writes, by its suffix).")
+@click.option("--train", is_flag=True, help="Also draw the training errors (dashed).")
+@click.option("--progress/--no-progress", default=True, help="Accepted for symmetry; reading is instant.")
+@_friendly
+def analyze_curves(run_dirs: tuple[Path, ...], out: Path, train: bool, progress: bool) -> None:
+    """MNIST learning curves of several runs in one figure (the paper's Fig. 3B): validation error (%)
+    per epoch on linear axes, one line per RUN_DIR, labelled with its preset and its test error."""
+    from .analysis import learning_curve, plot_learning_curves
+
+    curves = [learning_curve(d) for d in run_dirs]
+    fig = plot_learning_curves(curves, train=train or None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    for c in curves:
+        test = "running" if c.test_error is None else f"test {100 * c.test_error:.2f} % (epoch {c.best_epoch})"
+        click.echo(f"{c.label:28s} {len(c.epochs):3d} epochs  validation {100 * min(c.validation):6.2f} % (best)  "
+                   f"{test}  [{c.path}]")
+    click.echo(f"wrote {out}")
+
+
+@analyze.command("errors")
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR [RUN_DIR ...]",
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data", "data_path", default=None, metavar="PATH",
+              help="MNIST to read instead of the run's training.data (a folder of IDX files or mnist.npz).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run instead of a table.")
+@click.option("--progress/--no-progress", default=True, help="Show which run is being read out.")
+@_friendly
+def analyze_errors(run_dirs: tuple[Path, ...], data_path: str | None, as_json: bool, progress: bool) -> None:
+    """Where a finished MNIST run's errors are: validation, test and its two halves, and training slices,
+    at the run's best weights, read out as the run measures errors."""
+    from .analysis import error_breakdown
+
+    for d in run_dirs:
+        if progress and not as_json:
+            click.echo(f"reading out {d} ...", err=True)
+        res = error_breakdown(d, data=data_path)
+        if as_json:
+            click.echo(json.dumps({"run": str(d), **{k: {"error": v.error, "n": v.n} for k, v in res.items()}}))
+            continue
+        click.echo(f"{d}: error (%)")
+        for name, v in res.items():
+            click.echo(f"  {name:20s} {100 * v.error:6.2f}  ({v.n} images)")
+
+
+@analyze.command("settle")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--duration", type=float, default=100.0, show_default=True, help="ms each image is shown, from rest.")
+@click.option("--dt", type=float, default=None, help="Integration step in ms (default: the run's simulation.dt).")
+@click.option("--n-images", type=int, default=None, help="The first N test images (default: all).")
+@click.option("--window", type=float, default=10.0, show_default=True,
+              help="An image settles if no output potential moves by TOL or more in the last WINDOW ms.")
+@click.option("--tol", type=float, default=0.01, show_default=True, help="Settling tolerance on u_N.")
+@click.option("--batch", type=int, default=500, show_default=True, help="Images simulated together.")
+@click.option("--data", "data_path", default=None, metavar="PATH",
+              help="MNIST to read instead of the run's training.data (a folder of IDX files or mnist.npz).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for settle-dtDT.json and .png (default: RUN_DIR).")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@_friendly
+def analyze_settle(run_dir: Path, duration: float, dt: float | None, n_images: int | None, window: float, tol: float,
+                   batch: int, data_path: str | None, out: Path | None, progress: bool) -> None:
+    """Run a trained MNIST network as a circuit: the real dynamics (σ = 0, no target) on the test images from
+    the run's weights_best.npz. Reports the fraction that settle and how often the class read from the
+    dynamics agrees with the steady state's and with the label (docs/results.md)."""
+    from .analysis import settle_check, write_settle
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(unit="image", leave=False)
+    done = [0]
+
+    def advance(n: int) -> None:
+        if bar is not None:
+            bar.update(n - done[0])
+        done[0] = n
+
+    try:
+        report = settle_check(run_dir, duration=duration, dt=dt, n_images=n_images, window=window, tol=tol,
+                              batch=batch, data=data_path, progress=advance)
+    finally:
+        if bar is not None:
+            bar.close()
+    s = report.summary()
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f} %"  # noqa: E731
+    click.echo(f"{run_dir}: {s['n_images']} test images, {duration:g} ms at dt = {report.dt:g} ms, no target, σ = 0")
+    click.echo(f"  settled (swing < {tol:g} in the last {window:g} ms)   {pct(s['settled'])}")
+    click.echo(f"  class of the dynamics = steady state's          {pct(s['agreement_with_steady_state'])}"
+               f"  (settled {pct(s['agreement_settled'])}, unsettled {pct(s['agreement_unsettled'])})")
+    click.echo(f"  error: dynamics {pct(s['error_dynamics'])}, steady state {pct(s['error_steady_state'])}")
+    click.echo(f"  swing median {s['swing_median']:.3g}, max {s['swing_max']:.3g}; |u_N(T) - steady state| median "
+               f"{s['distance_median']:.3g}, max {s['distance_max']:.3g}")
+    js, png = write_settle(report, out or run_dir)
+    click.echo(f"wrote {js} and {png}")
 
 
 @main.group()

@@ -8,9 +8,11 @@ turns SIGINT/SIGTERM into a flag that a runner checks at its next chunk boundary
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -45,7 +47,10 @@ class RunDirError(RuntimeError):
 def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write ``path`` through a temporary file in the same folder, fsync it, then rename it into place."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise RunDirError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -55,6 +60,9 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # disk full, quota, file too large: the old file (if any) stays as it was
+        Path(tmp).unlink(missing_ok=True)
+        raise RunDirError(f"cannot write {path}: {e.strerror or e}; the files already there are intact") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -111,13 +119,23 @@ class StopRequest:
         return "" if self.signum is None else signal.Signals(self.signum).name
 
 
+_ACTIVE_STOP: contextvars.ContextVar[StopRequest | None] = contextvars.ContextVar("active_stop", default=None)
+
+
 @contextmanager
 def graceful_stop(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopRequest]:
     """For the duration of the block, SIGINT/SIGTERM only set the yielded :class:`StopRequest`; the
     runner checks it at its next consistent point, checkpoints and raises
     :class:`~microcircuit.errors.RunInterrupted`. A second signal raises ``KeyboardInterrupt`` at once
     (files stay intact: every write is atomic). The previous handlers are restored on exit. Outside the
-    main thread (where Python cannot install handlers) nothing is installed and the flag stays unset."""
+    main thread (where Python cannot install handlers) nothing is installed and the flag stays unset.
+
+    Nested blocks share the outer block's request, so a signal that arrives while a command starts up
+    (before the runner's own block) is seen by the runner at its first check."""
+    active = _ACTIVE_STOP.get()
+    if active is not None:
+        yield active
+        return
     stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -129,9 +147,11 @@ def graceful_stop(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) ->
         stop.signum = signum
 
     previous = {s: signal.signal(s, handler) for s in signums}
+    token = _ACTIVE_STOP.set(stop)
     try:
         yield stop
     finally:
+        _ACTIVE_STOP.reset(token)
         for s, h in previous.items():
             signal.signal(s, signal.SIG_DFL if h is None else h)
 
@@ -149,6 +169,7 @@ class RunDir:
     ENVIRONMENT = "environment.json"
     SUMMARY = "summary.json"
     CHECKPOINTS = "checkpoints"
+    MARKER = ".microcircuit-run"  # written first: marks a folder that --overwrite may replace
 
     def __init__(self, path: str | Path, *, resume: bool = False) -> None:
         self.path = Path(path)
@@ -156,28 +177,39 @@ class RunDir:
 
     @classmethod
     def create(cls, path: str | Path, *, overwrite: bool = False, resume: bool = False) -> RunDir:
-        """Make (or, with ``resume``, reopen) a run folder; a non-empty one needs ``overwrite`` or ``resume``."""
+        """Make (or, with ``resume``, reopen) a run folder and mark it as one (:attr:`MARKER`).
+
+        A non-empty folder needs ``resume`` or ``overwrite``. ``overwrite`` replaces only a folder that
+        holds the marker of a microcircuit run folder; any other folder is refused and left untouched,
+        so a user's files are never deleted. Call it after every check of the config and data passed."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"run folder {path} exists and is not a directory")
-        if path.exists() and any(path.iterdir()) and not (overwrite or resume):
+        busy = path.exists() and any(path.iterdir())
+        if busy and not (overwrite or resume):
             raise RunDirError(
                 f"run folder {path} is not empty: pass --resume to continue it, --overwrite to replace it, "
                 "or choose another --out"
             )
-        if overwrite and path.exists():
+        if busy and overwrite and not resume:
+            if not (path / cls.MARKER).is_file():
+                raise RunDirError(
+                    f"refusing to overwrite {path}: it is not a microcircuit run folder (no {cls.MARKER} "
+                    "marker), and --overwrite never deletes other files; choose another --out"
+                )
             for child in path.iterdir():
-                if child.is_file():
-                    child.unlink()
-                elif child.is_dir():
-                    import shutil
-
+                if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
+                else:
+                    child.unlink()
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise RunDirError(f"cannot create run folder {path}: {e}") from None
-        return cls(path, resume=resume)
+            raise RunDirError(f"cannot create run folder {path}: {e.strerror or e}") from None
+        run = cls(path, resume=resume)
+        if not (path / cls.MARKER).is_file():
+            run.write_json(cls.MARKER, {"microcircuit_run_folder": 1})
+        return run
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -247,11 +279,40 @@ class RunDir:
         self.write_json(self.ENVIRONMENT, environment(cfg))
 
     def log(self, **metrics: Any) -> None:
-        """Append one JSON line to metrics.jsonl (flushed and fsynced)."""
-        with open(self.file(self.METRICS), "a") as f:
-            f.write(json.dumps(_jsonable(metrics)) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        """Append one JSON line to metrics.jsonl (flushed and fsynced). A write that fails (disk full)
+        raises :class:`RunDirError`; a line it cut short is dropped on ``--resume``."""
+        path = self.file(self.METRICS)
+        try:
+            with open(path, "a") as f:
+                f.write(json.dumps(_jsonable(metrics)) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise RunDirError(f"cannot write {path}: {e.strerror or e}") from None
+
+    def add_wall_time(self, seconds: float) -> float:
+        """Add one invocation's wall-clock seconds to the run's total (``wall_s`` in environment.json)
+        and return the new total: a resumed run's ``summary.json`` counts every start, not only the
+        last (an invocation killed by SIGKILL is not counted)."""
+        return self._wall(seconds, write=True)
+
+    def wall_time(self) -> float:
+        """The wall-clock seconds of this run's earlier invocations (0 for a new run)."""
+        return self._wall(0.0, write=False)
+
+    def _wall(self, seconds: float, *, write: bool) -> float:
+        p = self.file(self.ENVIRONMENT)
+        try:
+            env = json.loads(p.read_text())
+        except (OSError, ValueError):
+            env = None
+        if not isinstance(env, dict):
+            env = {}
+        before = env.get("wall_s", 0.0)
+        total = round((before if isinstance(before, int | float) else 0.0) + seconds, 1)
+        if write:
+            self.write_json(self.ENVIRONMENT, {**env, "wall_s": total})
+        return total
 
     def metrics(self) -> list[dict[str, Any]]:
         p = self.file(self.METRICS)

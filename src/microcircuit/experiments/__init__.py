@@ -14,7 +14,7 @@ from typing import Any
 from ..config import Config, ConfigError
 from ..runs import RunDir
 
-__all__ = ["EXPERIMENTS", "get_experiment", "member_summaries_of"]
+__all__ = ["EXPERIMENTS", "experiment_module", "get_experiment", "member_summaries_of"]
 
 # name in Config.experiment -> module under microcircuit.experiments
 EXPERIMENTS: dict[str, str] = {
@@ -23,6 +23,7 @@ EXPERIMENTS: dict[str, str] = {
     "regression": "regression",
     "backprop_link": "backprop_link",
     "mnist": "mnist",
+    "le_bars": "le_bars",
 }
 
 Runner = Callable[..., dict[str, Any]]
@@ -32,7 +33,11 @@ Runner = Callable[..., dict[str, Any]]
 MemberSummaries = Callable[[Path, dict[str, Any]], dict[int, dict[str, Any]]]
 
 
-def _module(name: str) -> ModuleType:
+def experiment_module(name: str) -> ModuleType:
+    """The module of experiment ``name``; unknown names fail with a suggestion. Besides ``run``, a module
+    may define what :func:`microcircuit.preflight.preflight` checks before a run: ``stepped(cfg)`` (the
+    duration keys that must be whole numbers of dt steps), ``unused(cfg)`` (the keys it does not read)
+    and ``check(cfg) -> warnings`` (its own checks: data, shapes, ``init_from``)."""
     if name not in EXPERIMENTS:
         hint = difflib.get_close_matches(name, EXPERIMENTS, n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -42,14 +47,14 @@ def _module(name: str) -> ModuleType:
 
 def get_experiment(name: str) -> Runner:
     """The ``run`` function of experiment ``name``; unknown names fail with a suggestion."""
-    return _module(name).run
+    return experiment_module(name).run
 
 
 def member_summaries_of(name: str) -> MemberSummaries | None:
     """The ``member_summaries`` function of experiment ``name`` if it runs ``Config.n_seeds`` consecutive
     seeds as one vmapped program (each member computing what a run of its seed alone computes); None for
     every other experiment, which ignores ``n_seeds``, and for unknown names."""
-    return getattr(_module(name), "member_summaries", None) if name in EXPERIMENTS else None
+    return getattr(experiment_module(name), "member_summaries", None) if name in EXPERIMENTS else None
 
 
 def run_experiment(cfg: Config, run_dir: RunDir | None, **kw: Any) -> dict[str, Any]:

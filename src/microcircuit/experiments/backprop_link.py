@@ -34,7 +34,13 @@ from ..plasticity import increments
 from ..runs import RunDir
 from .common import restarting_run
 
-__all__ = ["G_SOM", "link", "networks", "run", "weights_for"]
+__all__ = ["G_SOM", "link", "networks", "run", "unused", "weights_for"]
+
+
+def unused(cfg: Config) -> tuple[str, ...]:
+    """Settings this analysis does not read: it compares fixed points, without a simulation or learning."""
+    return ("training", "init_from", "n_seeds", "record", "schedule", "plasticity", "stimulus.kind",
+            "stimulus.n_patterns", "stimulus.duration", "stimulus.teacher_sizes")
 
 G_SOM = (0.8, 0.4, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)  # strong to weak nudging
 FEEDBACK = ("transpose", "random")  # B_k = W_{k+1}ᵀ, or fixed random B_k
@@ -163,16 +169,12 @@ def _analyse(cfg: Config, run_dir: RunDir | None, check: Callable[[str], None],
 
 
 def _figures(run_dir: RunDir, res: dict[str, np.ndarray], sizes: tuple[int, ...]) -> None:
-    try:
-        import matplotlib
+    from ..plotting import figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
     nets = networks(sizes)
     g = np.array(G_SOM)
-    fig, axes = plt.subplots(2, len(nets), figsize=(5.2 * len(nets), 7.5), squeeze=False)
+    fig = figure(figsize=(5.2 * len(nets), 7.5))
+    axes = fig.subplots(2, len(nets), squeeze=False)
     for c, net in enumerate(nets):
         N = len(net) - 1
         ax = axes[0, c]
@@ -206,4 +208,3 @@ def _figures(run_dir: RunDir, res: dict[str, np.ndarray], sizes: tuple[int, ...]
     fig.suptitle("The link to backprop (docs/model.md §5): self-predicting networks at the steady state, σ = 0", y=1.0)
     fig.tight_layout()
     run_dir.save_figure(fig, "backprop_link.png")
-    plt.close(fig)

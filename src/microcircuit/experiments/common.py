@@ -13,8 +13,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from ..checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
-from ..config import Config, Model, Record
+from ..checkpoint import checkpoint_path, list_checkpoints, load_latest, prune_checkpoints, save_checkpoint
+from ..config import Config, ConfigError, Model, Record
 from ..dynamics import State, init_state
 from ..errors import CheckpointError, DivergenceError, RunInterrupted
 from ..network import Weights, init_weights, self_predicting_weights
@@ -25,6 +25,7 @@ from ..simulate import Solution, Stream, simulate
 __all__ = [
     "Segment",
     "build",
+    "check_init_from",
     "deterministic",
     "initial_weights",
     "restarting_run",
@@ -40,7 +41,8 @@ def build(cfg: Config) -> tuple[Model, Weights, State]:
     model = cfg.model
     key = jax.random.fold_in(jax.random.key(cfg.seed), 0)
     w = init_weights(model.network, model.conductances, key, model.simulation.dtype)
-    return model, w, init_state(model.network, cfg.stimulus.batch, model.simulation.dtype)
+    return model, w, init_state(model.network, cfg.stimulus.batch, model.simulation.dtype,
+                                model.simulation.prospective)
 
 
 def deterministic(model: Model) -> Model:
@@ -162,18 +164,22 @@ def segmented_run(
             echo(text)
 
     if run is not None and run.resume:
-        path = latest_checkpoint(run.checkpoint_dir)
-        if path is not None:
-            ck = load_checkpoint(path, cfg, like=carry)
-            first = ck.counters.get("segment", -1)
-            rows = ck.meta.get("rows")  # type: ignore[assignment]
+
+        def fits(ck: Any) -> None:
+            s, rows = ck.counters.get("segment", -1), ck.meta.get("rows")
             if (
-                not isinstance(first, int) or not 0 <= first <= n_seg
-                or ck.counters.get("patterns") != patterns_after(first)
+                not isinstance(s, int) or not 0 <= s <= n_seg
+                or ck.counters.get("patterns") != patterns_after(s)
                 or not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows)
-                or (len(rows) != first + 1 and not (first == 0 and not rows))
+                or (len(rows) != s + 1 and not (s == 0 and not rows))
             ):
-                raise CheckpointError(f"checkpoint {path}: its counters do not fit this run ({ck.counters})")
+                raise CheckpointError(f"checkpoint {ck.path}: its counters do not fit this run ({ck.counters})")
+
+        ck = load_latest(run.checkpoint_dir, cfg, like=carry, check=fits,
+                         on_skip=lambda p, why: say(f"warning: skipping checkpoint {p.name}: {why}"))
+        path = None if ck is None else ck.path
+        if ck is not None:
+            first, rows = ck.counters["segment"], ck.meta["rows"]  # type: ignore[assignment]
             carry = {name: ck.trees[name] for name in carry}
             recorded = dict(ck.trees.get("recorded", {}))
             if recorded:
@@ -418,11 +424,40 @@ def initial_weights(
                 for line in summary.get("headline", []) if echo else ():
                     echo(f"  [init] {line}")
         else:
-            if not (Path(src) / RunDir.CONFIG).is_file():
-                raise CheckpointError(f"init_from: {src} is not a run folder (no {RunDir.CONFIG})")
+            check_init_from(src)
             sub = RunDir(src)
-        path = latest_checkpoint(sub.checkpoint_dir)
-        if path is None:
+        ck = load_latest(sub.checkpoint_dir, like={"weights": weights},
+                         on_skip=lambda p, why: echo(f"warning: init_from: skipping {p.name}: {why}") if echo else None)
+        if ck is None:
             raise CheckpointError(f"init_from: the run folder {sub.path} holds no checkpoint to start from")
-        ck = load_checkpoint(path, like={"weights": weights})
     return jax.tree_util.tree_map(jax.numpy.asarray, ck.trees["weights"])
+
+
+def check_init_from(src: str) -> None:
+    """Refuse an ``init_from`` that cannot give trained weights: an unknown ``preset:NAME``, a path that
+    does not exist, is not a run folder, holds no checkpoint, or is a run that has not finished (its
+    checkpoint would be taken mid-run); a :class:`ConfigError` naming the key and what to do."""
+    from ..presets import get_preset
+
+    if not src:
+        return
+    if src.startswith("preset:"):
+        try:
+            get_preset(src.removeprefix("preset:"))
+        except ConfigError as e:
+            raise ConfigError(f"init_from: {e}") from None
+        return
+    path = Path(src)
+    if not path.exists():
+        raise ConfigError(f"init_from: {src} does not exist (expected 'preset:NAME' or a finished run folder)")
+    if not (path / RunDir.CONFIG).is_file():
+        raise ConfigError(f"init_from: {src} is not a run folder (no {RunDir.CONFIG})")
+    found = list_checkpoints(path / RunDir.CHECKPOINTS)
+    if not found:
+        raise ConfigError(f"init_from: the run folder {src} holds no checkpoint to start from")
+    if not RunDir(path).is_complete():
+        raise ConfigError(
+            f"init_from: the run {src} has not finished (no {RunDir.SUMMARY}; its newest checkpoint is "
+            f"{found[-1][1].name}), so its weights are mid-run; finish it first with "
+            f"`microcircuit run --resume {src}`"
+        )

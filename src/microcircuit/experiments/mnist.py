@@ -26,12 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..backprop import backprop_updates
-from ..checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from ..checkpoint import checkpoint_path, load_latest, prune_checkpoints, save_checkpoint
 from ..config import Config, ConfigError, Model
 from ..data import load, paper_split, preprocess
 from ..dynamics import State, init_state
 from ..errors import DivergenceError, RunInterrupted
 from ..network import Weights, self_predicting_distance
+from ..nudging import check_targets
 from ..plasticity import zero_traces
 from ..runs import RunDir, StopRequest, graceful_stop
 from ..simulate import Stream, precision, simulate
@@ -39,7 +40,44 @@ from ..steady_state import predict, train_step
 from ..transfer import phi_inv
 from .common import build, deterministic
 
-__all__ = ["dynamic_error_rate", "error_rate", "load_best_weights", "load_split", "run", "train_epoch"]
+__all__ = [
+    "check",
+    "dynamic_error_rate",
+    "error_rate",
+    "load_best_weights",
+    "load_split",
+    "run",
+    "stepped",
+    "train_epoch",
+    "unused",
+]
+
+
+def stepped(cfg: Config) -> tuple[str, ...]:
+    """Durations that must be whole numbers of dt steps: only the continuous-time method steps."""
+    if cfg.training.method != "dynamics":
+        return ()
+    return ("stimulus.duration", "training.eval_duration", "plasticity.learning_lag")
+
+
+def unused(cfg: Config) -> tuple[str, ...]:
+    """Settings this experiment does not read (for the method in ``training.method``)."""
+    out = ("init_from", "n_seeds", "record", "stimulus.kind", "stimulus.n_patterns", "stimulus.batch",
+           "stimulus.low", "stimulus.high", "stimulus.teacher_sizes", "schedule.segment", "schedule.n_test",
+           "schedule.settle")
+    method = cfg.training.method
+    if method != "dynamics":  # the steady-state sweeps and SGD never integrate the ODEs
+        out += ("simulation.dt", "simulation.integrator", "simulation.tau_0", "simulation.sigma",
+                "simulation.noise", "simulation.nudging", "simulation.E_exc", "simulation.E_inh",
+                "simulation.divergence_bound", "plasticity.tau_w", "plasticity.learning_lag",
+                "plasticity.update_every", "plasticity.defer", "training.eval_duration")
+    if method == "backprop":
+        out += ("plasticity.eta_W", "plasticity.eta_IP", "plasticity.eta_PI", "plasticity.eta_B", "training.n_passes")
+    else:
+        out += ("training.lr_backprop",)
+    if method == "dynamics":
+        out += ("training.n_passes",)
+    return out
 
 _CHUNK = 500  # mini-batches per compiled call: the progress bar and the stop check advance per call
 
@@ -140,6 +178,76 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
         return _run(cfg, run_dir, progress=progress, echo=echo)
 
 
+def _n_batches(cfg: Config, n_train: int) -> int:
+    """Mini-batches per epoch; a ConfigError when not even one fits (nothing would be learned)."""
+    tr = cfg.training
+    nb = n_train // tr.batch
+    if nb < 1:
+        subset = f" (training.n_train = {tr.n_train})" if tr.n_train else ""
+        raise ConfigError(f"training.batch = {tr.batch} exceeds the {n_train} training images{subset}: no "
+                          "mini-batch fits, so no weight would move; lower training.batch")
+    return nb
+
+
+def check(cfg: Config) -> list[str]:
+    """Checks before a run folder is written: the targets fit the conductance form's reversal potentials
+    (continuous-time method), the data loads, its images fit the input layer, its classes the output layer,
+    and at least one mini-batch fits. Returns no warnings (raises on a problem)."""
+    if cfg.training.method == "dynamics":  # the targets φ⁻¹(r_low), φ⁻¹(r_high) in the conductance form (§2)
+        t = cfg.network.transfer
+        low, high = (float(phi_inv(t, np.float64(r))) for r in (cfg.training.r_low, cfg.training.r_high))
+        check_targets(cfg.simulation, low, high, "training.r_low, training.r_high")
+    data = load_split(cfg)
+    n_in, n_out = cfg.network.sizes[0], cfg.network.sizes[-1]
+    x = data["train"][0]
+    if x.shape[1] != n_in:
+        raise ConfigError(f"network.sizes: the input layer has {n_in} neurons, but the images of training.data = "
+                          f"{cfg.training.data!r} have {x.shape[1]} pixels")
+    n_classes = 1 + max(int(np.max(labels)) for _, labels in data.values() if labels.size)
+    if n_out != n_classes:
+        raise ConfigError(f"network.sizes: the output layer has {n_out} neurons, but training.data = "
+                          f"{cfg.training.data!r} has {n_classes} classes (one output neuron per class)")
+    _n_batches(cfg, x.shape[0])
+    return []
+
+
+# Learning that goes wrong without NaN: warnings logged per epoch (docs/runs.md, "Warnings").
+CHANCE_MARGIN = 0.95  # validation error >= this × (1 − 1/classes): no better than guessing
+GROWTH_LIMIT = 100.0  # a matrix whose norm grew by more than this factor since the start
+IP_LOST = 0.25  # relative distance of IP from self-prediction that counts as lost (or 5× the start)
+
+
+def _learning_warnings(row: dict[str, Any], w: Weights, start: dict[str, Any], n_classes: int) -> dict[str, str]:
+    """Warnings for one epoch's row, keyed so that each is reported once: chance-level validation error,
+    weights grown by orders of magnitude, interneurons that lost self-prediction (§4)."""
+    out = {}
+    chance = 1 - 1 / n_classes
+    if row["validation_error"] >= CHANCE_MARGIN * chance:
+        out["chance"] = (f"validation error {100 * row['validation_error']:.1f} % after epoch {row['epoch']} is at "
+                         f"chance level ({100 * chance:.0f} %): the network is not learning (learning rates, "
+                         "training.lr_backprop, initial scales)")
+    grown = []
+    for name in ("W", "b", "IP", "c"):
+        for i, a in enumerate(getattr(w, name)):
+            n0, n1 = start["norms"][name][i], float(np.linalg.norm(np.asarray(a)))
+            if n0 > 0 and n1 > GROWTH_LIMIT * n0:
+                grown.append(f"{name}_{i + 1} {n1 / n0:,.0f}× ({n0:.3g} -> {n1:.3g})")
+            elif n0 == 0 and n1 > 1e3:
+                grown.append(f"{name}_{i + 1} (0 -> {n1:.3g})")
+    if grown:
+        out["growth"] = (f"weights grew by orders of magnitude by epoch {row['epoch']} (norms): {', '.join(grown)}; "
+                         "the learning rate is probably too large")
+    lost = []
+    for i, d in enumerate(row.get("ip_distance", [])):
+        d0 = start["ip_distance"][i]
+        if d > max(IP_LOST, 5 * d0):
+            lost.append(f"IP_{i + 1} at relative distance {d:.3g} (start {d0:.3g})")
+    if lost:
+        out["ip"] = (f"the interneurons lost self-prediction by epoch {row['epoch']} (docs/model.md §4): "
+                     f"{', '.join(lost)}")
+    return out
+
+
 def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
          echo: Callable[[str], None] | None) -> dict[str, Any]:
     tr = cfg.training
@@ -150,30 +258,39 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
     rates = np.where(np.eye(n_out, dtype=bool)[y_train], tr.r_high, tr.r_low).astype(np.float32)
     u_trgt = jnp.asarray(phi_inv(model.network.transfer, rates), model.simulation.dtype)
     x_dev = jnp.asarray(x_train, model.simulation.dtype)
-    nb = x_train.shape[0] // tr.batch
+    nb = _n_batches(cfg, x_train.shape[0])
     chunk = max(1, min(nb, _CHUNK))
     dynamic = tr.method == "dynamics"
+    say = echo or (lambda text: None)
+    start = {"norms": {n: [float(np.linalg.norm(np.asarray(a))) for a in getattr(w, n)] for n in ("W", "b", "IP", "c")},
+             "ip_distance": self_predicting_distance(w, model.conductances)["IP"]}
+    warned: dict[str, str] = {}
     # the dynamics carry potentials and τ_w traces from one mini-batch (and epoch) to the next
     state, traces = init_state(model.network, tr.batch, model.simulation.dtype), zero_traces(w)
     best: tuple[float, int, Weights] | None = None
     rows: list[dict[str, Any]] = []
     first_epoch = 1
-    if run_dir is not None and run_dir.resume:  # continue from the newest epoch checkpoint
-        path = latest_checkpoint(run_dir.checkpoint_dir)
-        if path is not None:
-            like = {"weights": w, "best": w} | ({"state": state, "traces": traces} if dynamic else {})
-            ck = load_checkpoint(path, cfg, like=like)
+    if run_dir is not None and run_dir.resume:  # continue from the newest valid epoch checkpoint
+        like = {"weights": w, "best": w} | ({"state": state, "traces": traces} if dynamic else {})
+        ck = load_latest(run_dir.checkpoint_dir, cfg, like=like,
+                         on_skip=lambda p, why: say(f"warning: skipping checkpoint {p.name}: {why}"))
+        if ck is not None:
             w, rows = ck.trees["weights"], list(ck.meta["rows"])
             if dynamic:
                 state, traces = ck.trees["state"], ck.trees["traces"]
             first_epoch = int(ck.counters["epoch"]) + 1
             best = (float(ck.counters["best_validation"]), int(ck.counters["best_epoch"]), ck.trees["best"])
-            run_dir.truncate_metrics(lambda r: "event" in r or r.get("epoch", first_epoch) < first_epoch)
+            warned = dict(ck.meta.get("warnings", {}))
+            if isinstance(ck.meta.get("start"), dict):
+                start = ck.meta["start"]
             if first_epoch - 1 > tr.epochs:
-                raise ConfigError(f"training.epochs = {tr.epochs}, but {path} holds {first_epoch - 1} epochs: "
+                raise ConfigError(f"training.epochs = {tr.epochs}, but {ck.path} holds {first_epoch - 1} epochs: "
                                   f"a resumed run can stop at {first_epoch - 1} epochs at the earliest")
-            if echo:
-                echo(f"resuming after epoch {first_epoch - 1} from {path}")
+            say(f"resuming after epoch {first_epoch - 1} from {ck.path}")
+        else:
+            say("no checkpoint yet: starting the training from the beginning")
+        run_dir.truncate_metrics(lambda r: "event" in r or r.get("epoch", first_epoch) < first_epoch)
+        run_dir.log(event="resumed", epoch=first_epoch - 1, checkpoint=None if ck is None else str(ck.path))
 
     def checkpoint(epoch: int) -> Path | None:
         if run_dir is None or best is None:
@@ -181,12 +298,30 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
         trees = {"weights": w, "best": best[2]} | ({"state": state, "traces": traces} if dynamic else {})
         path = save_checkpoint(
             checkpoint_path(run_dir.checkpoint_dir, epoch), cfg, trees,
-            counters={"epoch": epoch, "best_epoch": best[1], "best_validation": best[0]}, meta={"rows": rows},
+            counters={"epoch": epoch, "best_epoch": best[1], "best_validation": best[0]},
+            meta={"rows": rows, "warnings": warned, "start": start},
         )
         prune_checkpoints(run_dir.checkpoint_dir, keep=cfg.schedule.keep_checkpoints)
         return path
 
+    def saved(path: Path | None, epoch: int) -> str:
+        if path is None:
+            return ("no epoch has finished, so there is no checkpoint yet (--resume starts the training from the "
+                    "beginning)")
+        return f"checkpoint of epoch {epoch}: {path}"
+
+    def diverged_weights(w: Weights) -> tuple[str, int] | None:
+        for name, arrays in zip(Weights._fields, w, strict=True):
+            for i, a in enumerate(arrays):
+                if not bool(jnp.all(jnp.isfinite(a))):
+                    return name, i + 1
+        return None
+
+    advice = {"backprop": "lower training.lr_backprop",
+              "microcircuit": "lower the learning rates (plasticity.eta_W, plasticity.eta_IP)"}.get(
+                  tr.method, DivergenceError.ADVICE + "; or lower the learning rates")
     n_check = 2_000 if dynamic else 10_000  # training images whose error is logged per epoch
+    n_classes = n_out
 
     def errors(w: Weights, x: np.ndarray, y: np.ndarray) -> float:
         if dynamic:
@@ -207,44 +342,46 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=nb, unit="batch", desc=f"epoch {epoch}/{tr.epochs}", leave=False)
-            for s in range(0, nb, chunk):
-                if stop:  # drop the partial epoch: it is recomputed identically on resume
-                    if bar is not None:
-                        bar.close()
-                    w, state, traces = w_start, state_start, traces_start
-                    path = checkpoint(epoch - 1)
-                    assert run_dir is not None and stop.signum is not None
-                    run_dir.log(event="interrupted", signal=stop.name, epoch=epoch - 1,
-                                checkpoint=None if path is None else str(path))
-                    raise RunInterrupted(
-                        stop.signum, f"interrupted by {stop.name} during epoch {epoch}; checkpoint {path}; "
-                        f"continue with: microcircuit run --resume {run_dir.path}", path)
-                if dynamic:
-                    key = jax.random.fold_in(jax.random.key(cfg.seed), epoch * 1_000_003 + s)
-                    try:
-                        w, traces, state = _dynamics_chunk(model, cfg, w, traces, state, x_dev, u_trgt,
-                                                           idx[s : s + chunk], lr, key)
-                    except DivergenceError as e:
-                        if bar is not None:
-                            bar.close()
+            try:
+                for s in range(0, nb, chunk):
+                    if stop:  # drop the partial epoch: it is recomputed identically on resume
                         w, state, traces = w_start, state_start, traces_start
-                        e.note = f"epoch {epoch}, {s * tr.batch} images in; time counted from image {s * tr.batch}"
+                        path = checkpoint(epoch - 1)
+                        assert run_dir is not None and stop.signum is not None
+                        run_dir.log(event="interrupted", signal=stop.name, epoch=epoch - 1,
+                                    checkpoint=None if path is None else str(path))
+                        raise RunInterrupted(
+                            stop.signum, f"interrupted by {stop.name} during epoch {epoch} (its partial work is "
+                            f"dropped); {saved(path, epoch - 1)}; continue with: microcircuit run --resume "
+                            f"{run_dir.path}", path)
+                    if dynamic:
+                        key = jax.random.fold_in(jax.random.key(cfg.seed), epoch * 1_000_003 + s)
+                        try:
+                            w, traces, state = _dynamics_chunk(model, cfg, w, traces, state, x_dev, u_trgt,
+                                                               idx[s : s + chunk], lr, key)
+                        except DivergenceError as e:
+                            w, state, traces = w_start, state_start, traces_start
+                            e.note = (f"epoch {epoch}, {s * tr.batch} images in; time counted from image "
+                                      f"{s * tr.batch}")
+                            e.checkpoint = checkpoint(epoch - 1)
+                            raise
+                    else:
+                        w = train_epoch(model, w, x_dev, u_trgt, idx[s : s + chunk], jnp.asarray(lr, x_dev.dtype),
+                                        method=tr.method, duration=cfg.stimulus.duration, n_passes=tr.n_passes)
+                    jax.block_until_ready(w)  # the bar and the stop check follow the computation, chunk by chunk
+                    bad = diverged_weights(w)
+                    if bad is not None:
+                        w, state, traces = w_start, state_start, traces_start
+                        e = DivergenceError(bad[0], bad[1], None, "became NaN/Inf", advice=advice)
+                        e.note = f"epoch {epoch}, {(s + chunk) * tr.batch} images in at most"
                         e.checkpoint = checkpoint(epoch - 1)
-                        raise
-                else:
-                    w = train_epoch(model, w, x_dev, u_trgt, idx[s : s + chunk], jnp.asarray(lr, x_dev.dtype),
-                                    method=tr.method, duration=cfg.stimulus.duration, n_passes=tr.n_passes)
+                        raise e
+                    if bar is not None:
+                        bar.update(min(chunk, nb - s))
+            finally:
                 if bar is not None:
-                    bar.update(min(chunk, nb - s))
-            if bar is not None:
-                bar.close()
-            jax.block_until_ready(w)
+                    bar.close()
             epoch_s = time.perf_counter() - t0
-            if not all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(w)):
-                w, state, traces = w_start, state_start, traces_start
-                path = checkpoint(epoch - 1)
-                raise DivergenceError("weights", 0, epoch * nb * cfg.stimulus.duration,
-                                      f"became NaN/Inf in epoch {epoch} (last good checkpoint: {path})")
             val = errors(w, *data["validation"])
             train_err = errors(w, x_train[:n_check], y_train[:n_check])
             row = {"epoch": epoch, "validation_error": val, f"train_error_{n_check // 1000}k": train_err,
@@ -256,9 +393,14 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
             rows.append(row)
             if run_dir is not None:
                 run_dir.log(**row)
-            if echo:
-                echo(f"epoch {epoch:3d}  validation error {100 * val:6.2f} %  train error {100 * train_err:6.2f} %  "
-                     f"({epoch_s:.1f} s)")
+            say(f"epoch {epoch:3d}  validation error {100 * val:6.2f} %  train error {100 * train_err:6.2f} %  "
+                f"({epoch_s:.1f} s)")
+            for kind, message in _learning_warnings(row, w, start, n_classes).items():
+                if kind not in warned:
+                    warned[kind] = message
+                    say(f"warning: {message}")
+                    if run_dir is not None:
+                        run_dir.log(event="warning", kind=kind, epoch=epoch, message=message)
             if best is None or val < best[0]:
                 best = (val, epoch, jax.device_get(w))
             every = cfg.schedule.checkpoint_every
@@ -277,6 +419,7 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
         "seconds_per_epoch": float(np.median([r["epoch_s"] for r in rows])),
         "validation_curve": [r["validation_error"] for r in rows],
         "wall_s": round(time.perf_counter() - t_start, 1),
+        "warnings": list(warned.values()),
         "headline": [
             f"{cfg.name}: test error {100 * test:.2f} % (best validation {100 * val_best:.2f} % at epoch "
             f"{epoch_best}/{tr.epochs}); {np.median([r['epoch_s'] for r in rows]):.1f} s per epoch"
@@ -286,28 +429,16 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
         named = zip(Weights._fields, w_best, strict=True)
         run_dir.save_arrays("weights_best.npz", {f"{n}_{i + 1}": a for n, arrs in named for i, a in enumerate(arrs)})
         run_dir.save_arrays(RunDir.TRACES, {k: np.array([r[k] for r in rows]) for k in rows[0]})
-        _figure(run_dir, rows, cfg.name)
+        _figure(run_dir, rows, cfg.name, test, epoch_best)
     return summary
 
 
-def _figure(run_dir: RunDir, rows: list[dict[str, Any]], name: str) -> None:
-    try:
-        import matplotlib
+def _figure(run_dir: RunDir, rows: list[dict[str, Any]], name: str, test: float, best_epoch: int) -> None:
+    """learning_curve.png: validation and training error (%) per epoch, linear axes (the paper's Fig. 3B)."""
+    from ..analysis.curves import LearningCurve, plot_learning_curves
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    ep = [r["epoch"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(ep, [100 * r["validation_error"] for r in rows], "o-", ms=3, label="validation")
     key = next(k for k in rows[0] if k.startswith("train_error_"))
-    ax.plot(ep, [100 * r[key] for r in rows], "s-", ms=3, label=f"train (first {key.rsplit('_', 1)[1]})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("error (%)")
-    ax.set_yscale("log")
-    ax.set_title(name)
-    ax.legend()
-    fig.tight_layout()
+    curve = LearningCurve(name, run_dir.path, [r["epoch"] for r in rows], [r["validation_error"] for r in rows],
+                          [r[key] for r in rows], f"first {key.rsplit('_', 1)[1]}", test, best_epoch)
+    fig = plot_learning_curves([curve], title=name)
     run_dir.save_figure(fig, "learning_curve.png")
-    plt.close(fig)

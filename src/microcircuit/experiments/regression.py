@@ -42,7 +42,17 @@ from ..simulate import Stream
 from ..transfer import phi
 from .common import Segment, build, deterministic, segmented_run
 
-__all__ = ["member_summaries", "run", "teacher_potential"]
+__all__ = ["member_summaries", "run", "stepped", "teacher_potential", "unused"]
+
+
+def stepped(cfg: Config) -> tuple[str, ...]:
+    """Durations that must be whole numbers of dt steps."""
+    return ("stimulus.duration", "schedule.settle", "plasticity.learning_lag")
+
+
+def unused(cfg: Config) -> tuple[str, ...]:
+    """Settings this experiment does not read: the targets always come from a teacher network."""
+    return ("training", "init_from", "record", "stimulus.kind")
 
 TEACHER_GAINS = (2.0, 10.0)  # u_trgt = 10·W2ᵗ φ(2·W1ᵗ x) (docs/model.md §7)
 LEARNERS = ("microcircuit", "shallow", "backprop")
@@ -288,13 +298,8 @@ def _summarise(curves: dict[str, np.ndarray], trials: np.ndarray, seeds: list[in
 
 
 def _figures(run_dir: RunDir, curves: dict[str, np.ndarray], trials: np.ndarray, N: int) -> None:
-    try:
-        import matplotlib
+    from ..plotting import figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
 
     def band(ax: Any, key: str, color: str, label: str, style: str = "-", seeds: bool = False) -> None:
         """Mean over seeds, with the min–max band (or, with ``seeds``, every seed as a thin line)."""
@@ -305,7 +310,8 @@ def _figures(run_dir: RunDir, curves: dict[str, np.ndarray], trials: np.ndarray,
         else:
             ax.fill_between(trials, c.min(1), c.max(1), color=color, alpha=0.2, lw=0)
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig = figure(figsize=(14, 3.8))
+    axes = fig.subplots(1, 3)
     ax = axes[0]
     band(ax, "microcircuit_test_error", "C0", "microcircuit", seeds=True)
     band(ax, "shallow_test_error", "C1", "shallow learner (W_1 frozen)", seeds=True)
@@ -339,4 +345,3 @@ def _figures(run_dir: RunDir, curves: dict[str, np.ndarray], trials: np.ndarray,
     fig.suptitle("Fig. 2 (thick: mean over seeds; bands: min–max over seeds)", y=1.02)
     fig.tight_layout()
     run_dir.save_figure(fig, "fig2.png")
-    plt.close(fig)

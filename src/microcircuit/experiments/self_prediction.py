@@ -26,7 +26,17 @@ from ..runs import RunDir
 from ..simulate import Stream, simulate
 from .common import build, deterministic, run_segments, self_prediction_errors, weight_distance
 
-__all__ = ["run"]
+__all__ = ["run", "stepped", "unused"]
+
+
+def stepped(cfg: Config) -> tuple[str, ...]:
+    """Durations that must be whole numbers of dt steps."""
+    return ("stimulus.duration", "schedule.settle", "plasticity.learning_lag", "record.stride")
+
+
+def unused(cfg: Config) -> tuple[str, ...]:
+    """Settings this experiment does not read: its inputs are always U(low, high) without a target."""
+    return ("training", "init_from", "n_seeds", "stimulus.kind", "stimulus.teacher_sizes")
 
 
 def random_inputs(cfg: Config, segment: int, n: int) -> Stream:
@@ -98,15 +108,11 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
 
 
 def _figures(run_dir: RunDir, rows: list[dict[str, Any]], arrays: dict[str, Any], N: int, duration: float) -> None:
-    try:
-        import matplotlib
+    from ..plotting import figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
     pats = np.array([r["patterns"] for r in rows])
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    fig = figure(figsize=(17, 3.8))
+    axes = fig.subplots(1, 4)
     ax = axes[0]
     t = np.asarray(arrays.get("train_time_ms", []))
     for k in range(1, N):
@@ -146,4 +152,3 @@ def _figures(run_dir: RunDir, rows: list[dict[str, Any]], arrays: dict[str, Any]
         ax.legend(fontsize=8, markerscale=4)
     fig.tight_layout()
     run_dir.save_figure(fig, "fig_s1.png")
-    plt.close(fig)

@@ -26,9 +26,25 @@ from ..errors import RunInterrupted
 from ..network import Weights
 from ..runs import RunDir
 from ..simulate import Stream, simulate
-from .common import build, deterministic, initial_weights, restarting_run
+from .common import build, check_init_from, deterministic, initial_weights, restarting_run
 
-__all__ = ["run"]
+__all__ = ["check", "run", "stepped", "unused"]
+
+
+def stepped(cfg: Config) -> tuple[str, ...]:
+    """Durations that must be whole numbers of dt steps."""
+    return ("stimulus.duration", "schedule.settle", "plasticity.learning_lag", "record.stride")
+
+
+def unused(cfg: Config) -> tuple[str, ...]:
+    """Settings this experiment does not read: one input, its own target, fixed recorded quantities."""
+    return ("training", "n_seeds", "stimulus.kind", "stimulus.teacher_sizes", "record.quantities")
+
+
+def check(cfg: Config) -> list[str]:
+    """``init_from`` must name a preset or a finished run folder."""
+    check_init_from(cfg.init_from)
+    return []
 
 TARGET_SHIFT = 2.0  # u_trgt = prediction + U(−TARGET_SHIFT, TARGET_SHIFT) per output neuron
 WINDOW = 300.0  # ms shown per trace panel
@@ -162,13 +178,8 @@ def _target_phase(cfg: Config, run_dir: RunDir | None, model: Model, w0: Weights
 
 
 def _figures(run_dir: RunDir, tr: dict[str, np.ndarray], N: int) -> None:
-    try:
-        import matplotlib
+    from ..plotting import figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
     t, t_on = tr["time_ms"], float(tr["t_on_ms"])
     t_end = t[-1]
     j = int(np.argmax(np.abs(tr["target"] - tr["u_out"][np.searchsorted(t, t_on) - 1])))  # largest new error
@@ -179,7 +190,7 @@ def _figures(run_dir: RunDir, tr: dict[str, np.ndarray], N: int) -> None:
         ("during learning", t_on + 400, t_on + 400 + WINDOW),
         ("after learning", t_end - WINDOW, t_end),
     ]
-    fig = plt.figure(figsize=(13, 9.5))
+    fig = figure(figsize=(13, 9.5))
     grid = fig.add_gridspec(4, 3, height_ratios=[1, 1, 1, 0.9], hspace=0.5, wspace=0.25)
     rows = [
         ([("u_out", j, "C0", 1.0, f"output u_{N},{j}"), ("u_trgt", j, "k--", 1.0, "target u_trgt")], "output"),
@@ -219,4 +230,3 @@ def _figures(run_dir: RunDir, tr: dict[str, np.ndarray], N: int) -> None:
     ax.legend(fontsize=8, loc="upper right")
     fig.suptitle("Fig. 1: a new target at the output shows up as an apical error in the hidden layer", y=0.95)
     run_dir.save_figure(fig, "fig1.png")
-    plt.close(fig)
