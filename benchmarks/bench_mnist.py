@@ -10,9 +10,9 @@ per image does not depend on which images), float32, after a warm-up call that c
     steady state     mnist (docs/model.md §6, one up/down pass per mini-batch of 10)
     backprop         mnist-backprop (SGD, mini-batch 10)
 
-``--levers`` adds the continuous-time levers of issue 6 (docs/results.md, "Levers"), each a change to
-``mnist-dynamics``: presentation time T and learning lag, dt (exponential integrator), the Euler
-integrator at dt = 0.1 ms, updates held over 4 steps, and mini-batch 32.
+``--levers`` adds the continuous-time levers of issue 6 (docs/results.md, "Presentation time, learning lag and
+step"), each a change to ``mnist-dynamics``: presentation time T and learning lag, dt (exponential integrator), the
+Euler integrator at dt = 0.1 ms, updates held over 4 steps, and mini-batch 32.
 
 Each is timed ``--repeats`` times over a fixed number of images; the median is reported with min/max,
 as ms per image, as seconds per 55,000-image epoch, and as a ratio to the backprop baseline measured in

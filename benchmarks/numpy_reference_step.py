@@ -1,7 +1,7 @@
 """A plain float32 NumPy implementation of one Euler step of the dendritic microcircuit.
 
 This is the baseline that ``bench_dynamics.py`` times against ``microcircuit.simulate.simulate``. It is
-written from /work/shared/docs/model.md §1-§3 (not from the JAX sources) and does the same work per step:
+written from docs/model.md §1-§3 (not from the JAX sources) and does the same work per step:
 
 * dendritic potentials from the rates at time t (docs/model.md §2):
   v_B,k = W_k r_{k-1} (+ b_k), v_A,k = B_k r_{k+1} + PI_k r^I_k, v^I_k = IP_k r_k (+ c_k), r_0 = x filtered;

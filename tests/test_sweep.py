@@ -211,9 +211,19 @@ def test_grid_random_and_overrides(tmp_path: Path) -> None:
     assert (spec.name, spec.seeds, spec.config.stimulus.n_patterns, len(expand(spec))) == ("t", (0, 1), 9, 1)
 
 
-def test_example_sweep_file_is_valid() -> None:
-    spec = load_sweep(Path(__file__).resolve().parent.parent / "examples" / "sweep-fig-s1.toml")
+def test_example_sweep_files_are_valid() -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    assert {p.name for p in examples.glob("*.toml")} >= {"sweep-fig-s1.toml", "sweep-mnist.toml"}
+    for path in examples.glob("*.toml"):  # every value of every parameter is validated as a config
+        assert load_sweep(path).params, path
+    spec = load_sweep(examples / "sweep-fig-s1.toml")
     assert len(expand(spec)) == 3 and spec.seeds == (0, 1, 2) and spec.executor.workers == 2
+    # the MNIST search: on the validation split only, never the test set
+    mnist = load_sweep(examples / "sweep-mnist.toml")
+    assert mnist.objective.key == "validation_error" and mnist.search.kind == "optuna"
+    assert mnist.config.experiment == "mnist" and mnist.config.training.n_validation == 5000
+    quick = load_sweep(examples / "sweep-mnist.toml", ['base="mnist-quick"', "training.n_train=0"])
+    assert quick.config.training.data == "mnist-subset" and quick.config.training.n_train == 0
 
 
 def test_seeds_vmap_in_consecutive_groups_only_where_the_experiment_can(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ Quick start::
     full = load_mnist()                      # needs `microcircuit data fetch-mnist` (or path=...) first
     train, val, test = paper_split(full)     # 55,000 / 5,000 (last of the training set) / 10,000
     x, t = preprocess(train.x, train.y)      # float32 (n, 784) in [0, 1]; one-hot targets 0.1 / 0.8
+
+``write_subset(full, path)`` writes the embedded subset again from full MNIST (byte for byte).
 """
 
 from microcircuit.data.mnist import (
@@ -40,6 +42,7 @@ from microcircuit.data.mnist import (
     read_idx,
     verify_hashes,
 )
+from microcircuit.data.subset import SUBSET_N_TEST, SUBSET_N_TRAIN, write_subset
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -54,6 +57,8 @@ __all__ = [
     "N_CLASSES",
     "N_PIXELS",
     "PAPER_N_VALIDATION",
+    "SUBSET_N_TEST",
+    "SUBSET_N_TRAIN",
     "DataError",
     "FetchError",
     "Split",
@@ -70,4 +75,5 @@ __all__ = [
     "preprocess_images",
     "read_idx",
     "verify_hashes",
+    "write_subset",
 ]

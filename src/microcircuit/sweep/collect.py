@@ -153,19 +153,15 @@ def _numeric(values: list[Any]) -> bool:
 def _plot(spec: SweepSpec, path: Path, runs: list[dict[str, Any]], trials: list[dict[str, Any]],
           best: dict[str, Any] | None) -> Path | None:
     """Objective per trial (seeds as dots, mean ± std across seeds) and against each parameter."""
-    try:
-        import matplotlib
+    from ..plotting import figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
     done = [t for t in trials if t["mean"] is not None]
     if not done:
         return None
     key = spec.objective.key
     params = [p for p in spec.params][:5]
-    fig, axes = plt.subplots(1, 1 + len(params), figsize=(4.2 * (1 + len(params)), 3.6), squeeze=False)
+    fig = figure(figsize=(4.2 * (1 + len(params)), 3.6))
+    axes = fig.subplots(1, 1 + len(params), squeeze=False)
     ax = axes[0, 0]
     index = {t["trial"]: i for i, t in enumerate(trials)}
     seeds_x = [index[r["trial"]] for r in runs if r["objective"] is not None]
@@ -214,5 +210,4 @@ def _plot(spec: SweepSpec, path: Path, runs: list[dict[str, Any]], trials: list[
     fig.tight_layout()
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
