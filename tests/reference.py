@@ -12,6 +12,12 @@ Written from docs/model.md, independently of the package's JAX code; only the *c
 
 Only the deterministic dynamics (σ = 0) and the current form of the teaching current are covered.
 
+Prospective mode (docs/model.md §8, ``Params.prospective``): the state also holds ``u_pro`` and
+``u_inter_pro``, the prospective potentials of the previous step. At each step, bottom-up, ŭ_k is the steady
+state (the formulas of docs/model.md §2) of layer k's inputs: this step's φ(ŭ_{k−1}) at the basal dendrite,
+the previous step's φ(ŭ_{k+1}) and φ(ŭ^I_k) at the apical one; then ŭ^I_k from φ(ŭ_k) and ŭ_{k+1}. Every
+rate is φ(ŭ) and the rules read these rates; rules (9) and (10) pair v_A with the previous step's rates.
+
 Weights are a dict ``{"W": [...], "b": [...], "B": [...], "PI": [...], "IP": [...], "c": [...]}`` and a
 state is a dict ``{"u": [...], "u_inter": [...], "r_in": array, "u_trgt": array}`` of float64 arrays.
 The adapters at the bottom convert to and from the package's ``Weights`` / ``State`` named tuples.
@@ -49,6 +55,7 @@ class Params:
     theta: float = 3.0
     integrator: str = "euler"  # or "exponential": u(t+dt) = u∞ + (u − u∞)·e^(−g·dt), filters alike
     update_every: int = 1  # weights held for this many steps, then their summed increments applied
+    prospective: bool = False  # Latent Equilibrium (docs/model.md §8)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -67,8 +74,35 @@ def phi(p: Params, u: np.ndarray) -> np.ndarray:
 # Instantaneous quantities
 
 
-def dendrites(p: Params, w: dict, s: dict) -> dict:
-    """Rates and dendritic potentials at one time point (docs/model.md §2)."""
+def prospective_dendrites(p: Params, w: dict, s: dict, target_on: bool) -> dict:
+    """docs/model.md §8: the bottom-up sweep of prospective potentials (steady states of the inputs)."""
+    N = len(s["u"])
+    r_top = [phi(p, u) for u in s["u_pro"][1:]]
+    r_top_inter = [phi(p, u) for u in s["u_inter_pro"]]
+    v_apical = [r_top[k] @ w["B"][k].T + r_top_inter[k] @ w["PI"][k].T for k in range(N - 1)]
+    below, v_basal, u_pro, r = [s["r_in"]], [], [], []
+    for k in range(N):
+        v = below[k] @ w["W"][k].T + (w["b"][k] if p.bias else 0.0)
+        v_basal.append(v)
+        if k < N - 1:
+            u_pro.append((p.g_B * v + p.g_A * v_apical[k]) / (p.g_lk + p.g_B + p.g_A))
+        elif target_on:
+            u_pro.append((p.g_B * v + p.g_som * s["u_trgt"]) / (p.g_lk + p.g_B + p.g_som))
+        else:
+            u_pro.append(p.g_B * v / (p.g_lk + p.g_B))
+        r.append(phi(p, u_pro[k]))
+        below.append(r[k])
+    v_inter = [r[k] @ w["IP"][k].T + (w["c"][k] if p.bias else 0.0) for k in range(N - 1)]
+    u_inter_pro = [(p.g_D * v_inter[k] + p.g_som * u_pro[k + 1]) / (p.g_lk + p.g_D + p.g_som) for k in range(N - 1)]
+    return {"r": r, "r_inter": [phi(p, u) for u in u_inter_pro], "pre": below[:N], "v_basal": v_basal,
+            "v_apical": v_apical, "v_inter": v_inter, "u_pro": u_pro, "u_inter_pro": u_inter_pro,
+            "r_top": r_top, "r_top_inter": r_top_inter}
+
+
+def dendrites(p: Params, w: dict, s: dict, target_on: bool = False) -> dict:
+    """Rates and dendritic potentials at one time point (docs/model.md §2; §8 in prospective mode)."""
+    if p.prospective:
+        return prospective_dendrites(p, w, s, target_on)
     N = len(s["u"])
     r = [phi(p, u) for u in s["u"]]
     r_inter = [phi(p, u) for u in s["u_inter"]]
@@ -103,9 +137,10 @@ def time_derivatives(p: Params, s: dict, d: dict, target_on: bool) -> tuple[list
         du_N = du_N + p.g_som * (s["u_trgt"] - u)
     du.append(du_N)
     du_inter = []
+    nudge = d["u_pro"] if p.prospective else s["u"]  # interneurons follow ŭ_{k+1} in prospective mode
     for k in range(N - 1):
         ui = s["u_inter"][k]
-        du_inter.append(-p.g_lk * ui + p.g_D * (d["v_inter"][k] - ui) + p.g_som * (s["u"][k + 1] - ui))
+        du_inter.append(-p.g_lk * ui + p.g_D * (d["v_inter"][k] - ui) + p.g_som * (nudge[k + 1] - ui))
     return du, du_inter
 
 
@@ -131,6 +166,8 @@ def increments(p: Params, w: dict, s: dict, d: dict) -> dict:
     """Instantaneous increments δ of rules (7)–(10) for every array (biases included)."""
     N = len(s["u"])
     out: dict = {name: [] for name in WEIGHT_NAMES}
+    r_top = d["r_top"] if p.prospective else d["r"][1:]  # rates at the apical dendrites
+    r_top_inter = d["r_top_inter"] if p.prospective else d["r_inter"]
     for k in range(N):  # (7): [φ(u_k) − φ(v̂_B,k)] r_{k−1}ᵀ
         att = basal_output(p) if k == N - 1 else basal_hidden(p)
         err = d["r"][k] - phi(p, att * d["v_basal"][k])
@@ -140,9 +177,9 @@ def increments(p: Params, w: dict, s: dict, d: dict) -> dict:
         err = d["r_inter"][k] - phi(p, dendrite_inter(p) * d["v_inter"][k])  # (8)
         out["IP"].append(_batch_outer(err, d["r"][k]))
         out["c"].append(err.mean(axis=0))
-        out["PI"].append(_batch_outer(-d["v_apical"][k], d["r_inter"][k]))  # (9)
-        err = d["r"][k] - phi(p, d["r"][k + 1] @ w["B"][k].T)  # (10)
-        out["B"].append(_batch_outer(err, d["r"][k + 1]))
+        out["PI"].append(_batch_outer(-d["v_apical"][k], r_top_inter[k]))  # (9)
+        err = d["r"][k] - phi(p, r_top[k] @ w["B"][k].T)  # (10)
+        out["B"].append(_batch_outer(err, r_top[k]))
     return out
 
 
@@ -158,7 +195,7 @@ def _rate(p: Params, name: str, k: int) -> float:
 def step(p: Params, w: dict, traces: dict, s: dict, x: np.ndarray, target: np.ndarray, target_on: bool,
          plastic: bool = True) -> tuple[dict, dict, dict]:
     """One synchronous forward-Euler step of potentials, input/target filters, traces and weights."""
-    d = dendrites(p, w, s)
+    d = dendrites(p, w, s, target_on)
     if p.integrator == "euler":
         du, du_inter = time_derivatives(p, s, d, target_on)
         u = [a + p.dt * b for a, b in zip(s["u"], du, strict=True)]
@@ -179,6 +216,8 @@ def step(p: Params, w: dict, traces: dict, s: dict, x: np.ndarray, target: np.nd
         r_in = np.broadcast_to(x, s["r_in"].shape).copy()
         u_trgt = np.broadcast_to(target, u[-1].shape).copy() if target_on else u[-1].copy()
     s_next = {"u": u, "u_inter": u_inter, "r_in": r_in, "u_trgt": u_trgt}
+    if p.prospective:  # this step's ŭ, for the apical dendrites at the next step (docs/model.md §8)
+        s_next["u_pro"], s_next["u_inter_pro"] = d["u_pro"], d["u_inter_pro"]
     if not plastic:
         return w, traces, s_next
     w_next, tr_next = apply_increments(p, w, traces, increments(p, w, s, d))
@@ -227,7 +266,7 @@ def run(p: Params, w: dict, s: dict, x: np.ndarray, target: np.ndarray, target_o
         if p.update_every == 1 or not plastic:
             w, traces, s = step(p, w, traces, s, x[q], target[q], bool(target_on[q]), learn)
         else:
-            d = dendrites(p, w, s)
+            d = dendrites(p, w, s, bool(target_on[q]))
             delta = increments(p, w, s, d)
             _, _, s_next = step(p, w, traces, s, x[q], target[q], bool(target_on[q]), plastic=False)
             if learn:
@@ -250,7 +289,8 @@ def steady_state_rhs(p: Params, s: dict, d: dict, target_on: bool) -> dict:
         out = (p.g_B * d["v_basal"][-1] + p.g_som * s["u_trgt"]) / (p.g_lk + p.g_B + p.g_som)
     else:
         out = p.g_B * d["v_basal"][-1] / (p.g_lk + p.g_B)
-    inter = [(p.g_D * d["v_inter"][k] + p.g_som * s["u"][k + 1]) / (p.g_lk + p.g_D + p.g_som)
+    upper = d["u_pro"] if p.prospective else s["u"]  # interneurons follow ŭ_{k+1} in prospective mode
+    inter = [(p.g_D * d["v_inter"][k] + p.g_som * upper[k + 1]) / (p.g_lk + p.g_D + p.g_som)
              for k in range(N - 1)]
     return {"u": [*hidden, out], "u_inter": inter}
 
@@ -264,8 +304,7 @@ def zeros_like(w: dict) -> dict:
 
 
 def copy_state(s: dict) -> dict:
-    return {"u": [a.copy() for a in s["u"]], "u_inter": [a.copy() for a in s["u_inter"]],
-            "r_in": s["r_in"].copy(), "u_trgt": s["u_trgt"].copy()}
+    return {k: [a.copy() for a in v] if isinstance(v, list) else v.copy() for k, v in s.items()}
 
 
 def random_weights(rng: np.random.Generator, sizes: tuple[int, ...], scale: float = 1.0,
@@ -316,7 +355,8 @@ def params_of(model) -> Params:
     return Params(g_lk=g.g_lk, g_B=g.g_B, g_A=g.g_A, g_D=g.g_D, g_som=g.g_som, dt=sim.dt, tau_0=sim.tau_0,
                   tau_w=pl.tau_w, eta_W=tuple(pl.eta_W), eta_IP=tuple(pl.eta_IP), eta_PI=tuple(pl.eta_PI),
                   eta_B=tuple(pl.eta_B), bias=net.bias, kind=t.kind, gamma=t.gamma, beta=t.beta,
-                  theta=t.theta, integrator=sim.integrator, update_every=pl.update_every)
+                  theta=t.theta, integrator=sim.integrator, update_every=pl.update_every,
+                  prospective=sim.prospective)
 
 
 def to_package_weights(w: dict):
@@ -332,9 +372,14 @@ def from_package_weights(w) -> dict:
 def to_package_state(s: dict):
     from microcircuit.dynamics import State
 
-    return State(tuple(s["u"]), tuple(s["u_inter"]), s["r_in"], s["u_trgt"])
+    return State(tuple(s["u"]), tuple(s["u_inter"]), s["r_in"], s["u_trgt"], tuple(s.get("u_pro", ())),
+                 tuple(s.get("u_inter_pro", ())))
 
 
 def from_package_state(s) -> dict:
-    return {"u": [np.asarray(a, np.float64) for a in s.u], "u_inter": [np.asarray(a, np.float64) for a in s.u_inter],
-            "r_in": np.asarray(s.r_in, np.float64), "u_trgt": np.asarray(s.u_trgt, np.float64)}
+    out = {"u": [np.asarray(a, np.float64) for a in s.u], "u_inter": [np.asarray(a, np.float64) for a in s.u_inter],
+           "r_in": np.asarray(s.r_in, np.float64), "u_trgt": np.asarray(s.u_trgt, np.float64)}
+    if s.u_pro:
+        out["u_pro"] = [np.asarray(a, np.float64) for a in s.u_pro]
+        out["u_inter_pro"] = [np.asarray(a, np.float64) for a in s.u_inter_pro]
+    return out

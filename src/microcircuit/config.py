@@ -48,6 +48,7 @@ RECORDABLE = (
     "u_trgt",  # low-passed target potential
     "weight_norms",  # Frobenius norms of every matrix
     "self_prediction",  # mean_b ||v_A,k||^2 and mean_b ||u_{k+1} - u^I_k||^2
+    "u_prospective",  # prospective potentials ŭ_k and ŭ^I_k (simulation.prospective only)
 )
 
 
@@ -298,6 +299,9 @@ class Simulation:
     ``integrator``: ``euler`` (forward Euler–Maruyama, the paper's) or ``exponential`` (exponential Euler:
     each soma, filter and weight trace relaxes exactly towards its value for dendritic input held over the
     step, so it is exact for the linear somatic ODE and stable at any dt; docs/model.md §2).
+
+    ``prospective``: Latent Equilibrium (docs/model.md §8): every neuron sends φ(ŭ) with the prospective
+    potential ŭ = u + τ·du/dt, τ = 1/g_tot of its compartment, and rules (7)–(10) read ŭ where they read u.
     """
 
     dt: float = 0.1
@@ -310,8 +314,14 @@ class Simulation:
     E_inh: float = -1.0 / 3.0
     dtype: str = "float32"
     divergence_bound: float = 1e4
+    prospective: bool = False
 
     def __post_init__(self) -> None:
+        _check(
+            isinstance(self.prospective, bool),
+            "simulation.prospective",
+            f"must be true or false, got {self.prospective!r}",
+        )
         _positive("simulation.dt", self.dt)
         _positive("simulation.tau_0", self.tau_0, allow_zero=True)
         _positive("simulation.sigma", self.sigma, allow_zero=True)
@@ -352,6 +362,7 @@ class Stimulus:
 
     ``kind``: ``random_uniform`` (inputs U(low, high), no target) or ``teacher`` (inputs U(low, high),
     targets from a random teacher network of sizes ``teacher_sizes``, docs/model.md §7).
+    ``durations``: the presentation times (ms) of an experiment that sweeps them (``le_bars``); empty otherwise.
     """
 
     kind: str = "random_uniform"
@@ -361,6 +372,7 @@ class Stimulus:
     low: float = 0.0
     high: float = 1.0
     teacher_sizes: tuple[int, ...] = ()
+    durations: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         _check(
@@ -371,6 +383,8 @@ class Stimulus:
         _check(self.n_patterns >= 1, "stimulus.n_patterns", f"must be >= 1, got {self.n_patterns}")
         _positive("stimulus.duration", self.duration)
         _check(self.batch >= 1, "stimulus.batch", f"must be >= 1, got {self.batch}")
+        for d in self.durations:
+            _positive("stimulus.durations", d)
         _check(math.isfinite(self.low) and math.isfinite(self.high), "stimulus.low", "low and high must be finite")
         _check(self.high > self.low, "stimulus.high", f"must exceed stimulus.low, got {self.high} <= {self.low}")
 
@@ -491,6 +505,13 @@ class Model:
             "simulation.dt",
             f"dt = {dt} ms is beyond the stability bound 2·tau_w = {2 * tau_w} ms of the weight trace",
         )
+        defer = self.plasticity.defer
+        _check(
+            not self.simulation.prospective or defer in (1, "auto"),
+            "plasticity.defer",
+            f"= {defer} is not implemented with simulation.prospective = true: set plasticity.defer = 1 (or \"auto\", "
+            "which is 1 in prospective mode)",
+        )
 
 
 @dataclass(frozen=True)
@@ -528,6 +549,11 @@ class Config:
         )
         _check(self.seed < 2**32, "seed", f"must be < 2**32, got {self.seed}")
         self.model  # noqa: B018 - cross-field checks (rates per layer, dt stability)
+        _check(
+            "u_prospective" not in self.record.quantities or self.simulation.prospective,
+            "record.quantities",
+            "'u_prospective' needs simulation.prospective = true",
+        )
         if self.stimulus.kind == "teacher" and self.stimulus.teacher_sizes:
             ts = self.stimulus.teacher_sizes
             _check(

@@ -19,7 +19,7 @@ from .transfer import phi
 
 __all__ = [
     "Dendrites", "State", "dendrites", "derivatives", "filter_factor", "init_state", "integrate_potentials",
-    "relaxation",
+    "relaxation", "with_prospective",
 ]
 
 
@@ -30,34 +30,94 @@ class State(NamedTuple):
     u_inter[i]: u^I_{i+1}, interneurons of hidden layer i+1, (B, n_{i+2}), i = 0..N−2
     r_in:       r_0, the low-passed input rates, (B, n_0)
     u_trgt:     the low-passed target potential, (B, n_N)
+    u_pro[i], u_inter_pro[i]: the prospective potentials ŭ of the previous step, whose rates reach the
+                apical dendrites through B and PI (``simulation.prospective``, docs/model.md §8; empty
+                otherwise), shaped like u, u_inter
     """
 
     u: tuple[jax.Array, ...]
     u_inter: tuple[jax.Array, ...]
     r_in: jax.Array
     u_trgt: jax.Array
+    u_pro: tuple[jax.Array, ...] = ()
+    u_inter_pro: tuple[jax.Array, ...] = ()
 
 
 class Dendrites(NamedTuple):
-    """Instantaneous quantities at one time point (docs/model.md §2)."""
+    """Instantaneous quantities at one time point (docs/model.md §2). In prospective mode (§8) the rates
+    are φ(ŭ) of this step's prospective potentials ``u_pro``, ``u_inter_pro``, and the apical dendrites
+    receive the previous step's rates ``r_apical`` (through B_k) and ``r_inter_apical`` (through PI_k);
+    these four are empty in the original mode, where the apical dendrites receive r_{k+1} and r^I_k."""
 
     r: tuple[jax.Array, ...]  # r_k = φ(u_k), k = 1..N
     r_inter: tuple[jax.Array, ...]  # r^I_k = φ(u^I_k)
     v_basal: tuple[jax.Array, ...]  # v_B,k = W_k r_{k−1} (+ b_k)
     v_apical: tuple[jax.Array, ...]  # v_A,k = B_k r_{k+1} + PI_k r^I_k, hidden layers
     v_inter: tuple[jax.Array, ...]  # v^I_k = IP_k r_k (+ c_k)
+    u_pro: tuple[jax.Array, ...] = ()  # ŭ_k = u_k + du_k/dt / g_tot (§8)
+    u_inter_pro: tuple[jax.Array, ...] = ()  # ŭ^I_k
+    r_apical: tuple[jax.Array, ...] = ()  # φ(ŭ_{k+1}) of the previous step, per hidden layer k
+    r_inter_apical: tuple[jax.Array, ...] = ()  # φ(ŭ^I_k) of the previous step
 
 
-def init_state(spec: NetworkSpec, batch: int, dtype: str = "float32") -> State:
-    """All potentials and filters at rest (0)."""
+def init_state(spec: NetworkSpec, batch: int, dtype: str = "float32", prospective: bool = False) -> State:
+    """All potentials and filters at rest (0); with ``prospective`` the prospective potentials too (§8)."""
     n, N = spec.sizes, spec.depth
     z = lambda m: jnp.zeros((batch, m), dtype)  # noqa: E731
-    return State(
+    s = State(
         u=tuple(z(n[i + 1]) for i in range(N)),
         u_inter=tuple(z(n[i + 2]) for i in range(N - 1)),
         r_in=z(n[0]),
         u_trgt=z(n[-1]),
     )
+    return s._replace(u_pro=s.u, u_inter_pro=s.u_inter) if prospective else s
+
+
+def with_prospective(model: Model, s: State) -> State:
+    """``s`` in the layout of ``model``'s mode (docs/model.md §8): in prospective mode ŭ = u where the
+    state has no prospective potentials yet (a circuit at rest or at a fixed point); in the original mode
+    without them."""
+    if not model.simulation.prospective:
+        return s._replace(u_pro=(), u_inter_pro=()) if (s.u_pro or s.u_inter_pro) else s
+    return s._replace(u_pro=s.u_pro or s.u, u_inter_pro=s.u_inter_pro or s.u_inter)
+
+
+def total_conductances(model: Model, target_on: jax.Array | bool) -> tuple[float, jax.Array | float, float]:
+    """g_tot of a hidden pyramid (g_lk + g_B + g_A), of the output (g_lk + g_B, + g_som while a target is
+    on) and of an interneuron (g_lk + g_D + g_som), docs/model.md §2."""
+    g = model.conductances
+    on, off = g.g_lk + g.g_B + g.g_som, g.g_lk + g.g_B
+    return g.g_lk + g.g_B + g.g_A, jnp.where(target_on, on, off), g.g_lk + g.g_D + g.g_som
+
+
+def _prospective_dendrites(model: Model, w: Weights, s: State, target_on: jax.Array | bool) -> Dendrites:
+    """docs/model.md §8: one bottom-up sweep at time t. Layer k's basal dendrite receives this step's
+    φ(ŭ_{k−1}) (r_0 = x), its apical dendrite the previous step's φ(ŭ_{k+1}) and φ(ŭ^I_k) (a delay of one
+    step breaks the loops through B_k and PI_k), and ŭ_k = u_k + du_k/dt / g_tot is the steady state of
+    these inputs; then the interneurons: v^I_k from φ(ŭ_k), nudged towards ŭ_{k+1}."""
+    t, bias = model.network.transfer, model.network.bias
+    N = len(s.u)
+    g_hidden, g_out, g_inter = total_conductances(model, target_on)
+    r_apical = tuple(phi(t, u) for u in s.u_pro[1:])
+    r_inter_apical = tuple(phi(t, u) for u in s.u_inter_pro)
+    v_apical = tuple(matvec(w.B[i], r_apical[i]) + matvec(w.PI[i], r_inter_apical[i]) for i in range(N - 1))
+    r, u_pro, v_basal = [], [], []
+    pre = s.r_in
+    for i in range(N):
+        v_basal.append(matvec(w.W[i], pre) + (w.b[i] if bias else 0.0))  # v_B,k = W_k r_{k−1}
+        if i < N - 1:
+            du = _du_hidden(model, s.u[i], v_basal[i], v_apical[i])
+            u_pro.append(s.u[i] + du / g_hidden)
+        else:
+            du = _du_output(model, s.u[i], v_basal[i], s.u_trgt, target_on)
+            u_pro.append(s.u[i] + du / g_out)
+        r.append(phi(t, u_pro[i]))
+        pre = r[i]
+    v_inter = tuple(matvec(w.IP[i], r[i]) + (w.c[i] if bias else 0.0) for i in range(N - 1))  # v^I_k = IP_k r_k
+    u_inter_pro = tuple(ui + _du_inter(model, ui, v_inter[i], u_pro[i + 1]) / g_inter for i, ui in enumerate(s.u_inter))
+    r_inter = tuple(phi(t, u) for u in u_inter_pro)
+    return Dendrites(tuple(r), r_inter, tuple(v_basal), v_apical, v_inter, tuple(u_pro), u_inter_pro, r_apical,
+                     r_inter_apical)
 
 
 def matvec(m: jax.Array, x: jax.Array) -> jax.Array:
@@ -66,8 +126,12 @@ def matvec(m: jax.Array, x: jax.Array) -> jax.Array:
     return (m @ x.T).T
 
 
-def dendrites(model: Model, w: Weights, s: State) -> Dendrites:
-    """Dendritic potentials as instantaneous functions of presynaptic rates (docs/model.md §2)."""
+def dendrites(model: Model, w: Weights, s: State, target_on: jax.Array | bool = False) -> Dendrites:
+    """Dendritic potentials as instantaneous functions of presynaptic rates (docs/model.md §2).
+    ``target_on`` (whether the teaching current is on) is read only in prospective mode (§8), where the
+    output's ŭ_N, and so the interneurons below it, depend on it."""
+    if model.simulation.prospective:
+        return _prospective_dendrites(model, w, with_prospective(model, s), target_on)
     t = model.network.transfer
     bias = model.network.bias
     N = len(s.u)
@@ -92,21 +156,34 @@ def _nudge(sim: Simulation, g_som: float, target: jax.Array, u: jax.Array) -> ja
 def derivatives(
     model: Model, s: State, d: Dendrites, target_on: jax.Array
 ) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...]]:
-    """Deterministic parts of du_k/dt and du^I_k/dt (docs/model.md §2)."""
-    g, sim = model.conductances, model.simulation
+    """Deterministic parts of du_k/dt and du^I_k/dt (docs/model.md §2). In prospective mode the interneurons
+    are nudged towards ŭ_{k+1} (§8)."""
     N = len(s.u)
-    du = []
-    for i in range(N - 1):  # hidden: −g_lk u + g_B (v_B − u) + g_A (v_A − u)
-        u = s.u[i]
-        du.append(-g.g_lk * u + g.g_B * (d.v_basal[i] - u) + g.g_A * (d.v_apical[i] - u))
-    u = s.u[-1]  # output: −g_lk u + g_B (v_B − u) + i_N
-    i_N = jnp.where(target_on, _nudge(sim, g.g_som, s.u_trgt, u), 0.0)
-    du.append(-g.g_lk * u + g.g_B * (d.v_basal[-1] - u) + i_N)
-    du_inter = tuple(  # interneuron: −g_lk u^I + g_D (v^I − u^I) + g_som (u_{k+1} − u^I)
-        -g.g_lk * ui + g.g_D * (d.v_inter[i] - ui) + _nudge(sim, g.g_som, s.u[i + 1], ui)
-        for i, ui in enumerate(s.u_inter)
-    )
+    upper = d.u_pro if model.simulation.prospective else s.u
+    du = [_du_hidden(model, s.u[i], d.v_basal[i], d.v_apical[i]) for i in range(N - 1)]
+    du.append(_du_output(model, s.u[-1], d.v_basal[-1], s.u_trgt, target_on))
+    du_inter = tuple(_du_inter(model, ui, d.v_inter[i], upper[i + 1]) for i, ui in enumerate(s.u_inter))
     return tuple(du), du_inter
+
+
+def _du_hidden(model: Model, u: jax.Array, v_basal: jax.Array, v_apical: jax.Array) -> jax.Array:
+    """Hidden pyramid: −g_lk u + g_B (v_B − u) + g_A (v_A − u)."""
+    g = model.conductances
+    return -g.g_lk * u + g.g_B * (v_basal - u) + g.g_A * (v_apical - u)
+
+
+def _du_output(model: Model, u: jax.Array, v_basal: jax.Array, u_trgt: jax.Array, target_on: jax.Array | bool
+               ) -> jax.Array:
+    """Output pyramid: −g_lk u + g_B (v_B − u) + i_N."""
+    g, sim = model.conductances, model.simulation
+    i_N = jnp.where(target_on, _nudge(sim, g.g_som, u_trgt, u), 0.0)
+    return -g.g_lk * u + g.g_B * (v_basal - u) + i_N
+
+
+def _du_inter(model: Model, u: jax.Array, v_inter: jax.Array, upper: jax.Array) -> jax.Array:
+    """Interneuron: −g_lk u^I + g_D (v^I − u^I) + g_som (u_{k+1} − u^I)."""
+    g, sim = model.conductances, model.simulation
+    return -g.g_lk * u + g.g_D * (v_inter - u) + _nudge(sim, g.g_som, upper, u)
 
 
 def relaxation(sim: Simulation, g: float) -> float:
@@ -180,4 +257,5 @@ def integrate_potentials(
     else:
         r_in = jnp.broadcast_to(x, s.r_in.shape).astype(s.r_in.dtype)
         u_trgt = jnp.where(target_on, target, u[-1])
-    return State(tuple(u), tuple(u_inter), r_in, u_trgt.astype(s.u_trgt.dtype))
+    s_next = State(tuple(u), tuple(u_inter), r_in, u_trgt.astype(s.u_trgt.dtype))
+    return s_next._replace(u_pro=d.u_pro, u_inter_pro=d.u_inter_pro) if sim.prospective else s_next  # §8

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import Model
-from .dynamics import State
+from .dynamics import State, with_prospective
 from .errors import DivergenceError, InputError
 from .network import Weights
 from .plasticity import zero_traces
@@ -117,6 +117,7 @@ def simulate_ensemble(
         DivergenceError: a member's potentials became NaN/Inf or left ``simulation.divergence_bound``.
     """
     sim = model.simulation
+    state = with_prospective(model, state)  # adds or drops ŭ (docs/model.md §8)
     S = stream.x.shape[0]
     sizes = {a.shape[0] for a in jax.tree_util.tree_leaves((weights, state, stream))} | {len(keys)}
     if sizes != {S} or stream.x.ndim != 4 or stream.target_on.ndim != 2:

@@ -25,7 +25,11 @@ def zero_traces(w: Weights) -> Weights:
 
 
 def increment_factors(
-    model: Model, w: Weights, s: State, d: Dendrites, top_down: tuple[jax.Array, ...] | None = None
+    model: Model,
+    w: Weights,
+    s: State,
+    d: Dendrites,
+    top_down: tuple[jax.Array, ...] | None = None,
 ) -> Weights:
     """The factors of rules (7)–(10) at the state ``s``, in the layout of :class:`Weights`: (post error,
     pre rate) for a matrix, whose increment is mean_b err_b pre_bᵀ; the error alone for a bias; ``None``
@@ -33,12 +37,18 @@ def increment_factors(
     as one matrix product (``plasticity.update_every``) or kept factored (``plasticity.defer``).
 
     ``top_down``: the products B_k r_{k+1} of rule (10), when the caller has them already (else computed
-    from ``w.B``)."""
+    from ``w.B``).
+
+    In prospective mode (docs/model.md §8) ``d.r`` = φ(ŭ), so the rules read ŭ where the original rules
+    read u; rules (9) and (10) pair the apical potential with the rates that reached the apical dendrite
+    (``d.r_inter_apical``, ``d.r_apical``, of the previous step)."""
     g, p = model.conductances, model.plasticity
     t = model.network.transfer
     bias = model.network.bias
     N = len(s.u)
     pre = (s.r_in, *d.r[:-1])
+    r_top = d.r_apical or d.r[1:]  # the rates at the apical dendrites: r_{k+1}, r^I_k (§8: previous step)
+    r_top_inter = d.r_inter_apical or d.r_inter
     W: list = [None] * N
     b: list = [None] * N
     for i in range(N):
@@ -58,10 +68,10 @@ def increment_factors(
             IP[i] = (err, d.r[i])
             c[i] = err if bias else None
         if p.eta_PI[i] != 0:  # (9) [0 − v_A,k] (r^I_k)ᵀ
-            PI[i] = (-d.v_apical[i], d.r_inter[i])
+            PI[i] = (-d.v_apical[i], r_top_inter[i])
         if p.eta_B[i] != 0:  # (10) [φ(u_k) − φ(B_k r_{k+1})] r_{k+1}ᵀ
-            pred = matvec(w.B[i], d.r[i + 1]) if top_down is None else top_down[i]
-            B[i] = (d.r[i] - phi(t, pred), d.r[i + 1])
+            pred = matvec(w.B[i], r_top[i]) if top_down is None else top_down[i]
+            B[i] = (d.r[i] - phi(t, pred), r_top[i])
     return Weights(tuple(W), tuple(b), tuple(B), tuple(PI), tuple(IP), tuple(c))
 
 

@@ -100,7 +100,7 @@ def backprop_link(quick: bool = False) -> Config:
     )
 
 
-# Found by search on the 5k validation split (docs/mnist_search.md): λ_A = 0.5, λ_N = λ_I = 0.3.
+# Found by search on the 5k validation split (docs/data/mnist_search.jsonl): λ_A = 0.5, λ_N = λ_I = 0.3.
 MNIST_CONDUCTANCES = Conductances(g_lk=0.1, g_B=1.0, g_A=1.1, g_D=1.0, g_som=0.4714)
 
 
@@ -117,7 +117,7 @@ def mnist(quick: bool = False) -> Config:
         ),
         conductances=MNIST_CONDUCTANCES,
         # per ms, applied over a 100 ms presentation: 100 ms · η_3 · λ_N = 0.02 (like SGD at 0.02 on the output).
-        # Session 8 (docs/mnist_search.md, #205): η_1 four times and η_2 half the inverse-mixing-factor steps
+        # Session 8 (docs/data/mnist_search.jsonl, #205): η_1 four times and η_2 half the inverse-mixing-factor steps
         # (1/λ_A = 2 per layer) of sessions 2-7, (2.667e-3, 1.333e-3, 6.667e-4): best validation 1.44 % vs 1.82 %
         # after 30 epochs. η^IP_k = a · η_{k+1} / λ_I lets IP_k follow W_{k+1} to first order (a = 1 − λ_A below a
         # hidden layer, 1 below the output).
@@ -151,12 +151,12 @@ def _variant(base: Callable[[bool], Config], name: str, doc: str, schedule: tupl
 mnist_backprop = _variant(
     mnist, "mnist-backprop", "Fig. 3 baseline: the same network, φ and targets trained by backprop (SGD, batch 10).",
     # g_A = 0.471 (λ_A = 0.3: hidden attenuation 0.64 instead of 0.45) trains this reference faster
-    # (docs/mnist_search.md); the attenuation only rescales W_1, W_2.
+    # (docs/data/mnist_search.jsonl); the attenuation only rescales W_1, W_2.
     conductances={"g_A": 0.471},
     network={"init": {"W": 0.5}},
     training={"method": "backprop", "lr_backprop": 0.1},
     # best validation 1.46 % (120 epochs, decay 0.975) vs 1.72 % (60, 0.95) and 2.04 % (30, 0.9): with fewer
-    # epochs backprop under-fits its training images (docs/mnist_search.md, session 4)
+    # epochs backprop under-fits its training images (docs/data/mnist_search.jsonl, session 4)
     schedule=(120, 0.975),
 )
 mnist_shallow = _variant(
@@ -164,21 +164,22 @@ mnist_shallow = _variant(
     "Fig. 3 baseline: only the output weights W_3 learn, on the fixed random hidden layers (no top-down "
     "feedback: B = PI = 0, so the hidden rates are the same in training and test).",
     # with B = 3 the feedback shifts the hidden rates during training only, and validation stalls at 13.5 %
-    # (docs/mnist_search.md, session 3); B = 0 and η_3 = 1e-3: 8.66 %
+    # (docs/data/mnist_search.jsonl, session 3); B = 0 and η_3 = 1e-3: 8.66 %
     network={"init": {"B": 0.0}},
     plasticity={"eta_W": [0.0, 0.0, 1.0e-3], "eta_IP": [0.0, 3.333e-3]},
 )
 mnist_frozen_w2 = _variant(
     mnist, "mnist-frozen-w2", "Fig. 3 control: the microcircuit with the hidden→hidden weights W_2 frozen.",
     # IP_1 stays self-predicting with W_2 frozen. With no W_2 to follow, W_1 can learn at 8× the rate of sessions
-    # 2-7 (2.667e-3; 2× today's `mnist`): best validation 2.10 % vs 2.72 %; 16× gives 2.34 % (docs/mnist_search.md)
+    # 2-7 (2.667e-3; 2× today's `mnist`): best validation 2.10 % vs 2.72 %; 16× gives 2.34 %
+    # (docs/data/mnist_search.jsonl)
     plasticity={"eta_W": [2.1333e-2, 0.0, 6.667e-4], "eta_IP": [0.0, 2.222e-3]},
 )
 mnist_learned_feedback = _variant(
     mnist, "mnist-learned-feedback",
     "784-1000-10 from a random start, all weights plastic, top-down B by rule (10) on a slow time scale.",
     network={"sizes": [784, 1000, 10], "init": {"self_predicting": False, "IP": 0.05, "PI": 0.05}},
-    # session 8 search (docs/mnist_search.md): a slow PI (rule (9) also reads the target's part of v_A and
+    # session 8 search (docs/data/mnist_search.jsonl): a slow PI (rule (9) also reads the target's part of v_A and
     # cancels it) and a slow B; best validation 3.44 % (60 epochs, 0.95) vs 6.74 % with η_W = (2e-3, 1e-3),
     # η^IP = 3.333e-3, η^PI = 1e-3, η^B = 1e-5 over 30 epochs at 0.9
     plasticity={"eta_W": [1.2e-3, 6.0e-4], "eta_IP": [2.0e-3], "eta_PI": [3.0e-4], "eta_B": [3.0e-6]},
@@ -208,10 +209,10 @@ DYN_B = 1.0
 # epochs 16-20 on both seeds run that long (seed 0: 1.76 -> 1.70 %, test 2.57 -> 2.47 %; seed 2: 2.10 -> 2.00 %).
 # Sessions 11-15: 30 epochs at decay 0.92 (11.5 epochs' worth of the starting rates against 7.7, ending at the
 # same scale): test 2.40 / 2.39 / 2.50 / 2.32 % on seeds 0-3 (mean 2.40 %); seeds 0-2 gave 2.47 / 2.68 /
-# 2.58 % (mean 2.58 %) with 20 epochs at 0.88 (docs/results.md, "Sessions 14-15").
+# 2.58 % (mean 2.58 %) with 20 epochs at 0.88 (docs/results.md, "The schedule").
 DYN_EPOCHS, DYN_DECAY = 30, 0.92
 # Session 9: the rates derive from `mnist`'s own (session 8: η_1 × 4, η_2 and η^IP_1 ÷ 2 against sessions 2-7);
-# test error 2.43 and 2.68 % (seeds 1, 2) where the old rates gave 2.82 % (docs/results.md, "Session 9").
+# test error 2.43 and 2.68 % (seeds 1, 2) where the old rates gave 2.82 % (docs/results.md, "MNIST in continuous time").
 
 
 def rescale_top_down(eta_W: tuple[float, ...] | list[float], factor: float) -> list[float]:
@@ -243,6 +244,56 @@ def mnist_dynamics(quick: bool = False) -> Config:
     })
 
 
+# MNIST in continuous time with prospective dynamics (docs/prospective.md): the rates settle within a few steps
+# of a switch, so each mini-batch is shown for LE_DYN_T ms, plasticity on after LE_DYN_LAG ms, the input filter
+# off (τ_0 = 0), and the rates scaled by (DYN_T − DYN_LAG) / (LE_DYN_T − LE_DYN_LAG): the same change per mini-batch.
+LE_DYN_T, LE_DYN_LAG = 4.0, 1.0
+
+
+def mnist_dynamics_le(quick: bool = False) -> Config:
+    """MNIST with the full continuous-time dynamics in prospective mode (docs/model.md §8): `mnist-dynamics` with
+    each mini-batch of 10 shown for 4 ms instead of 24 ms, plasticity on after 1 ms, η·(T − lag) kept."""
+    base = mnist_dynamics(quick)
+    k = (DYN_T - DYN_LAG) / (LE_DYN_T - LE_DYN_LAG)
+    p = base.plasticity
+    return merge(base, {
+        "name": "mnist-dynamics-le-quick" if quick else "mnist-dynamics-le",
+        "plasticity": {"eta_W": [e * k for e in p.eta_W], "eta_IP": [e * k for e in p.eta_IP],
+                       "learning_lag": LE_DYN_LAG},
+        "simulation": {"prospective": True, "tau_0": 0.0},
+        "stimulus": {"duration": LE_DYN_T},
+        "training": {"eval_duration": 5.0},
+    })
+
+
+# Latent Equilibrium's Bars experiment (docs/prospective.md): presentation times and learning rates at T = 1 ms.
+LE_DURATIONS = (0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0)
+
+
+def le_bars(quick: bool = False) -> Config:
+    """LE Fig. 3: Bars (3 × 3, 3 classes), 9-30-3 from a self-predicting start, original against prospective
+    dynamics (docs/model.md §8) for presentation times T of 0.3–500 ms, η·T fixed, 10 seeds as one ensemble."""
+    return Config(
+        name="le-bars-quick" if quick else "le-bars",
+        experiment="le_bars",
+        seed=12345,
+        n_seeds=2 if quick else 10,
+        network=NetworkSpec(
+            sizes=(9, 30, 3),
+            transfer=Transfer(kind="soft_rectifier", gamma=1.0, beta=1.0, theta=0.0),  # log(1 + e^u)
+            bias=False,
+            init=Init(W=1.0, B=1.0, IP=1.0, PI=1.0, self_predicting=True),
+        ),
+        conductances=Conductances(g_lk=0.03, g_B=0.1, g_A=0.06, g_D=0.1, g_som=0.06),
+        # η·T = (0.5, 0.1) ms for W_1, W_2 and 0.2 ms for IP: the rates at T = stimulus.duration = 1 ms
+        plasticity=Plasticity(eta_W=(0.5, 0.1), eta_IP=0.2, eta_PI=0.0, eta_B=0.0, tau_w=0.0),
+        simulation=Simulation(dt=0.1, tau_0=0.0, sigma=0.0),
+        stimulus=Stimulus(duration=1.0, durations=(0.5, 10.0) if quick else LE_DURATIONS),
+        training=Training(epochs=100 if quick else 1000),
+        schedule=Schedule(segment=50 if quick else 100),
+    )
+
+
 PRESETS: dict[str, Callable[[bool], Config]] = {
     "fig-s1": fig_s1,
     "fig1": fig1,
@@ -254,6 +305,8 @@ PRESETS: dict[str, Callable[[bool], Config]] = {
     "mnist-frozen-w2": mnist_frozen_w2,
     "mnist-learned-feedback": mnist_learned_feedback,
     "mnist-dynamics": mnist_dynamics,
+    "le-bars": le_bars,
+    "mnist-dynamics-le": mnist_dynamics_le,
 }
 
 
