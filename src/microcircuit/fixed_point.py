@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from .config import Model, NetworkSpec
 from .dynamics import State, dendrites, init_state
 from .network import Weights
+from .nudging import range_error, teacher_flags
 
 __all__ = ["steady_state"]
 
@@ -68,6 +69,11 @@ def steady_state(
 
     Call it under ``jax.enable_x64(True)`` for float64 models; check convergence with the time derivatives
     of :func:`microcircuit.dynamics.derivatives` at the result.
+
+    The equations are the current form of the teaching currents. With ``simulation.nudging =
+    "conductance"`` they are that form's fixed point too as long as every teacher lies in [E_inh, E_exc];
+    a fixed point with a teacher outside raises :class:`microcircuit.errors.NudgingRangeError`, as
+    ``simulate`` does (:mod:`microcircuit.nudging`).
     """
     dtype = model.simulation.dtype
     x = jnp.asarray(x, dtype)
@@ -76,5 +82,9 @@ def steady_state(
     target = s0.u_trgt if u_trgt is None else jnp.asarray(u_trgt, dtype)
     s0 = s0._replace(r_in=x, u_trgt=target)
     w = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), w)
-    return _solve(model.network, _conductances(model), w, s0, on, jnp.asarray(damping, dtype), iterations)
+    s = _solve(model.network, _conductances(model), w, s0, on, jnp.asarray(damping, dtype), iterations)
+    ok = teacher_flags(model, s, on)
+    if ok is not None and not bool(jnp.all(ok)):
+        raise range_error(model.simulation, model.network.depth, int(jnp.argmin(ok)), None)
+    return s
 

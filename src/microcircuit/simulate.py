@@ -21,9 +21,10 @@ import numpy as np
 
 from . import deferred
 from .config import Model, Record, Simulation
-from .dynamics import Dendrites, State, dendrites, integrate_potentials
+from .dynamics import Dendrites, State, dendrites, integrate_potentials, with_prospective
 from .errors import DivergenceError, InputError
 from .network import Weights
+from .nudging import range_error, teacher_flags
 from .plasticity import (
     apply_updates,
     from_factors,
@@ -34,7 +35,7 @@ from .plasticity import (
     zero_traces,
 )
 
-__all__ = ["Solution", "Stream", "resolve_defer", "simulate", "step"]
+__all__ = ["Solution", "Stream", "as_key", "resolve_defer", "simulate", "step"]
 
 NOISE_BLOCK_ELEMENTS = 1 << 22  # noise drawn per record when stride * batch * width is at most this (16 MB f32)
 
@@ -87,7 +88,7 @@ class _Carry(NamedTuple):
     traces: Weights
     state: State
     n: jax.Array  # steps done in this call
-    bad: jax.Array  # −1, or the index of the first array that left the bounded region
+    bad: jax.Array  # −1, or the index of the first array that left the bounded region (then of a teacher, 2N−1 on)
     bad_step: jax.Array
 
 
@@ -106,7 +107,7 @@ def step(
 ) -> tuple[Weights, Weights, State]:
     """One synchronous Euler step (docs/model.md §3, Decision): every dendritic potential, rate and weight
     increment is computed from the state at t, then potentials and weights are updated together."""
-    d = dendrites(model, w, s)
+    d = dendrites(model, w, s, target_on)
     s_next = integrate_potentials(model, s, d, x, target, target_on, key, noise)
     if plastic:
         delta = increments(model, w, s, d)
@@ -114,10 +115,11 @@ def step(
     return w, traces, s_next
 
 
-def _snapshot(model: Model, quantities: tuple[str, ...], w: Weights, s: State) -> dict[str, jax.Array]:
+def _snapshot(model: Model, quantities: tuple[str, ...], w: Weights, s: State, target_on: jax.Array
+              ) -> dict[str, jax.Array]:
     """The recorded quantities at one time point, keyed with docs/model.md's 1-based layer numbers."""
     out: dict[str, jax.Array] = {}
-    d: Dendrites = dendrites(model, w, s)
+    d: Dendrites = dendrites(model, w, s, target_on)
     N = len(s.u)
     for q in quantities:
         if q == "u":
@@ -132,6 +134,9 @@ def _snapshot(model: Model, quantities: tuple[str, ...], w: Weights, s: State) -
             out.update({f"r_{i + 1}": r for i, r in enumerate(d.r)})
         elif q == "u_trgt":
             out["u_trgt"] = s.u_trgt
+        elif q == "u_prospective":  # docs/model.md §8
+            out.update({f"u_pro_{i + 1}": u for i, u in enumerate(s.u_pro)})
+            out.update({f"u_inter_pro_{i + 1}": u for i, u in enumerate(s.u_inter_pro)})
         elif q == "weight_norms":
             for name, arrays in zip(Weights._fields, w, strict=True):
                 if name not in ("b", "c"):
@@ -147,6 +152,17 @@ def _bounded_flags(s: State, bound: float) -> jax.Array:
     """Per array of (u_1..u_N, u^I_1..u^I_{N−1}): True where all finite and |u| ≤ bound."""
     arrays = (*s.u, *s.u_inter)
     return jnp.stack([jnp.all(jnp.abs(a) <= bound) for a in arrays])  # NaN compares False
+
+
+def _check_teachers(model: Model, c: _Carry, target_on: jax.Array) -> _Carry:
+    """In the conductance form, mark the first teacher of the state about to be stepped that lies outside
+    [E_inh, E_exc] (index 2N−1 + its index in :func:`microcircuit.nudging.teacher_flags`)."""
+    ok = teacher_flags(model, c.state, target_on)
+    if ok is None:
+        return c
+    newly = (c.bad < 0) & ~jnp.all(ok)
+    first = (2 * model.network.depth - 1 + jnp.argmin(ok)).astype(c.bad.dtype)
+    return c._replace(bad=jnp.where(newly, first, c.bad), bad_step=jnp.where(newly, c.n, c.bad_step))
 
 
 @functools.partial(
@@ -188,6 +204,7 @@ def _chunk(
 
     def one_step(c: _Carry, xi: jax.Array | None) -> tuple[_Carry, None]:
         p = c.n // spp  # the pattern on show
+        c = _check_teachers(model, c, stream.target_on[p])
         if noisy and xi is None:
             xi = draw(c.n)
         w, tr, s = step(
@@ -201,9 +218,10 @@ def _chunk(
 
         def sub(c: _Carry, xi: jax.Array | None) -> tuple[_Carry, Weights]:
             p = c.n // spp
+            c = _check_teachers(model, c, stream.target_on[p])
             if noisy and xi is None:
                 xi = draw(c.n)
-            d = dendrites(model, c.weights, c.state)
+            d = dendrites(model, c.weights, c.state, stream.target_on[p])
             s = integrate_potentials(model, c.state, d, stream.x[p], stream.target[p], stream.target_on[p], None, xi)
             f = increment_factors(model, c.weights, c.state, d)
             if plastic and lag > 0:  # a gate of 0 or 1 on both factors
@@ -222,6 +240,7 @@ def _chunk(
         def sub(cp: tuple[_Carry, deferred.Pending], xi: jax.Array | None) -> tuple[tuple, None]:
             c, pend = cp
             p = c.n // spp
+            c = _check_teachers(model, c, stream.target_on[p])
             if noisy and xi is None:
                 xi = draw(c.n)
             gate = gate_at(c.n)
@@ -253,7 +272,8 @@ def _chunk(
             bad=jnp.where(newly, first_bad.astype(c.bad.dtype), c.bad),
             bad_step=jnp.where(newly, c.n, c.bad_step),
         )
-        return c, (_snapshot(model, quantities, c.weights, c.state) if keep else {})
+        on = stream.target_on[jnp.maximum(c.n - 1, 0) // spp]  # the pattern just shown
+        return c, (_snapshot(model, quantities, c.weights, c.state, on) if keep else {})
 
     return jax.lax.scan(one_record, carry, None, length=n_records)
 
@@ -277,6 +297,13 @@ def _check_inputs(
     """Shapes, finiteness and timing, checked on the host before any tracing. Returns steps/pattern."""
     n, N = model.network.sizes, model.network.depth
     expect = _weight_shapes(n)
+    for label, tree in (("weights", w), ("traces", traces), ("state", s), ("stream", stream)):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            kind = np.dtype(getattr(leaf, "dtype", np.asarray(leaf).dtype)).kind
+            if kind not in "biuf":
+                where = label + jax.tree_util.keystr(path)
+                raise InputError(f"{where}: expected real numbers, got dtype {np.asarray(leaf).dtype} (complex or "
+                                 "non-numeric values are not simulated)")
     for label, tree in (("weights", w), ("traces", traces)):
         if tree is None:
             continue
@@ -347,6 +374,8 @@ def resolve_defer(model: Model, batch: int, spp: int, stride: int | None = None,
     p = model.plasticity
     if p.defer != "auto":
         return model
+    if model.simulation.prospective:  # not implemented for the prospective mode (docs/model.md §8)
+        return dataclasses.replace(model, plasticity=dataclasses.replace(p, defer=1))
     shapes, rates = _weight_shapes(model.network.sizes), learning_rates(model)
     plastic_weights = sum(math.prod(shp) for name in ("W", "B", "PI", "IP")
                           for shp, eta in zip(shapes[name], getattr(rates, name), strict=True) if eta != 0)
@@ -355,6 +384,22 @@ def resolve_defer(model: Model, batch: int, spp: int, stride: int | None = None,
         period = spp if stride is None else math.gcd(spp, stride)
         k = next((b for b in AUTO_DEFER_BLOCKS if period % b == 0), 1)
     return dataclasses.replace(model, plasticity=dataclasses.replace(p, defer=k))
+
+
+def as_key(key: Any) -> jax.Array | None:
+    """A PRNG key: a typed key (``jax.random.key``), a raw ``PRNGKey`` array, or a non-negative int seed
+    (turned into ``jax.random.key(seed)``); anything else is an :class:`InputError`."""
+    if key is None:
+        return None
+    if isinstance(key, int | np.integer) and not isinstance(key, bool):
+        if not 0 <= int(key) < 2**32:
+            raise InputError(f"key: an int seed must be in [0, 2**32), got {key}")
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array) and (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+                                       or (key.dtype == jnp.uint32 and key.shape == (2,))):
+        return key
+    raise InputError(f"key: expected a PRNG key (jax.random.key(seed)) or an int seed, got {type(key).__name__} "
+                     f"{key!r:.60}")
 
 
 def steps_per_pattern(duration: float, dt: float) -> int:
@@ -404,7 +449,8 @@ def simulate(
 
     Args:
         model: conductances, plasticity, simulation settings and network spec (static under jit).
-        weights, state: the starting point; ``state`` fixes the batch size B.
+        weights: the starting weights.
+        state: the starting state; it fixes the batch size B.
         stream: the patterns, see :class:`Stream`.
         duration: presentation time per pattern in ms (a whole number of dt steps).
         key: PRNG key for the somatic noise; step n uses ``fold_in(key, n)``, so results do not depend
@@ -422,10 +468,14 @@ def simulate(
         InputError: bad shapes or NaN/Inf inputs, before any tracing.
         DivergenceError: NaN, Inf or |u| beyond ``simulation.divergence_bound``; carries the last good
             (weights, traces, state, step).
+        NudgingRangeError: with ``simulation.nudging = "conductance"``, a teacher potential outside
+            [E_inh, E_exc] (:mod:`microcircuit.nudging`).
     """
     sim = model.simulation
     if sim.sigma > 0 and key is None:
         raise InputError("key: a PRNG key is needed when simulation.sigma > 0 (e.g. jax.random.key(0))")
+    key = as_key(key)
+    state = with_prospective(model, state)  # adds or drops ŭ (docs/model.md §8)
     spp = _check_inputs(model, weights, state, stream, duration, traces)
     model = resolve_defer(model, state.r_in.shape[0], spp, record.stride if record else None, plastic)
     K, defer = block_steps(model, plastic)
@@ -469,6 +519,9 @@ def simulate(
                     args, steps, tail = dict(n_records=1, stride=tail, keep=False), tail, 0
                 before = carry
                 carry, snaps = _chunk(model, carry, stream, key, lr, **kw, **args)
+                if int(carry.bad) >= 2 * model.network.depth - 1:  # a teacher outside [E_inh, E_exc]
+                    bad = int(carry.bad) - (2 * model.network.depth - 1)
+                    raise range_error(sim, model.network.depth, bad, t0 + int(carry.bad_step) * sim.dt)
                 if int(carry.bad) >= 0:
                     quantity, layer = _name_of(model, int(carry.bad))
                     t = t0 + int(carry.bad_step) * sim.dt
