@@ -117,8 +117,8 @@ def mnist(quick: bool = False) -> Config:
         ),
         conductances=MNIST_CONDUCTANCES,
         # per ms, applied over a 100 ms presentation: 100 ms · η_3 · λ_N = 0.02 (like SGD at 0.02 on the output).
-        # Session 8 (docs/data/mnist_search.jsonl, #205): η_1 four times and η_2 half the inverse-mixing-factor steps
-        # (1/λ_A = 2 per layer) of sessions 2-7, (2.667e-3, 1.333e-3, 6.667e-4): best validation 1.44 % vs 1.82 %
+        # (docs/data/mnist_search.jsonl, #205) η_1 four times and η_2 half the inverse-mixing-factor steps
+        # (1/λ_A = 2 per layer) of the earlier rates (2.667e-3, 1.333e-3, 6.667e-4): best validation 1.44 % vs 1.82 %
         # after 30 epochs. η^IP_k = a · η_{k+1} / λ_I lets IP_k follow W_{k+1} to first order (a = 1 − λ_A below a
         # hidden layer, 1 below the output).
         plasticity=Plasticity(eta_W=(1.0667e-2, 6.667e-4, 6.667e-4), eta_IP=(1.111e-3, 2.222e-3), eta_PI=0.0,
@@ -156,7 +156,7 @@ mnist_backprop = _variant(
     network={"init": {"W": 0.5}},
     training={"method": "backprop", "lr_backprop": 0.1},
     # best validation 1.46 % (120 epochs, decay 0.975) vs 1.72 % (60, 0.95) and 2.04 % (30, 0.9): with fewer
-    # epochs backprop under-fits its training images (docs/data/mnist_search.jsonl, session 4)
+    # epochs backprop under-fits its training images (docs/data/mnist_search.jsonl
     schedule=(120, 0.975),
 )
 mnist_shallow = _variant(
@@ -164,14 +164,14 @@ mnist_shallow = _variant(
     "Fig. 3 baseline: only the output weights W_3 learn, on the fixed random hidden layers (no top-down "
     "feedback: B = PI = 0, so the hidden rates are the same in training and test).",
     # with B = 3 the feedback shifts the hidden rates during training only, and validation stalls at 13.5 %
-    # (docs/data/mnist_search.jsonl, session 3); B = 0 and η_3 = 1e-3: 8.66 %
+    # (docs/data/mnist_search.jsonl; B = 0 and η_3 = 1e-3: 8.66 %
     network={"init": {"B": 0.0}},
     plasticity={"eta_W": [0.0, 0.0, 1.0e-3], "eta_IP": [0.0, 3.333e-3]},
 )
 mnist_frozen_w2 = _variant(
     mnist, "mnist-frozen-w2", "Fig. 3 control: the microcircuit with the hidden→hidden weights W_2 frozen.",
-    # IP_1 stays self-predicting with W_2 frozen. With no W_2 to follow, W_1 can learn at 8× the rate of sessions
-    # 2-7 (2.667e-3; 2× today's `mnist`): best validation 2.10 % vs 2.72 %; 16× gives 2.34 %
+    # IP_1 stays self-predicting with W_2 frozen. With no W_2 to follow, W_1 can learn at 8× an earlier rate
+    # (2.667e-3; 2× today's `mnist`): best validation 2.10 % vs 2.72 %; 16× gives 2.34 %
     # (docs/data/mnist_search.jsonl)
     plasticity={"eta_W": [2.1333e-2, 0.0, 6.667e-4], "eta_IP": [0.0, 2.222e-3]},
 )
@@ -179,7 +179,7 @@ mnist_learned_feedback = _variant(
     mnist, "mnist-learned-feedback",
     "784-1000-10 from a random start, all weights plastic, top-down B by rule (10) on a slow time scale.",
     network={"sizes": [784, 1000, 10], "init": {"self_predicting": False, "IP": 0.05, "PI": 0.05}},
-    # session 8 search (docs/data/mnist_search.jsonl): a slow PI (rule (9) also reads the target's part of v_A and
+    # (docs/data/mnist_search.jsonl): a slow PI (rule (9) also reads the target's part of v_A and
     # cancels it) and a slow B; best validation 3.44 % (60 epochs, 0.95) vs 6.74 % with η_W = (2e-3, 1e-3),
     # η^IP = 3.333e-3, η^PI = 1e-3, η^B = 1e-5 over 30 epochs at 0.9
     plasticity={"eta_W": [1.2e-3, 6.0e-4], "eta_IP": [2.0e-3], "eta_PI": [3.0e-4], "eta_B": [3.0e-6]},
@@ -204,14 +204,14 @@ DYN_GAIN = 2.0
 # a switch). B = 1 settles within 0.3 % by then. Layer k's error scales as B^(N−1−k), so η_k is raised by
 # (3 / 1)^(N−1−k) to keep the change per mini-batch (docs/results.md, "The top-down loop").
 DYN_B = 1.0
-# Session 6: with IP_1 at its tracking rate the interneurons follow W_2 (docs/results.md, "The interneurons must
-# follow W_2"); 15 epochs at decay 0.88. Session 10: 20 epochs (same decay), as validation still fell in
+# with IP_1 at its tracking rate the interneurons follow W_2 (docs/results.md, "The interneurons must
+# follow W_2"); 15 epochs at decay 0.88. 20 epochs (same decay), as validation still fell in
 # epochs 16-20 on both seeds run that long (seed 0: 1.76 -> 1.70 %, test 2.57 -> 2.47 %; seed 2: 2.10 -> 2.00 %).
-# Sessions 11-15: 30 epochs at decay 0.92 (11.5 epochs' worth of the starting rates against 7.7, ending at the
+# 30 epochs at decay 0.92 (11.5 epochs' worth of the starting rates against 7.7, ending at the
 # same scale): test 2.40 / 2.39 / 2.50 / 2.32 % on seeds 0-3 (mean 2.40 %); seeds 0-2 gave 2.47 / 2.68 /
 # 2.58 % (mean 2.58 %) with 20 epochs at 0.88 (docs/results.md, "The schedule").
 DYN_EPOCHS, DYN_DECAY = 30, 0.92
-# Session 9: the rates derive from `mnist`'s own (session 8: η_1 × 4, η_2 and η^IP_1 ÷ 2 against sessions 2-7);
+# the rates derive from `mnist`'s own (η_1 × 4, η_2 and η^IP_1 ÷ 2 against the earlier rates):
 # test error 2.43 and 2.68 % (seeds 1, 2) where the old rates gave 2.82 % (docs/results.md, "MNIST in continuous time").
 
 

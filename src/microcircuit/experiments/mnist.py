@@ -266,7 +266,8 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
              "ip_distance": self_predicting_distance(w, model.conductances)["IP"]}
     warned: dict[str, str] = {}
     # the dynamics carry potentials and τ_w traces from one mini-batch (and epoch) to the next
-    state, traces = init_state(model.network, tr.batch, model.simulation.dtype), zero_traces(w)
+    state = init_state(model.network, tr.batch, model.simulation.dtype, model.simulation.prospective)
+    traces = zero_traces(w)
     best: tuple[float, int, Weights] | None = None
     rows: list[dict[str, Any]] = []
     first_epoch = 1

@@ -92,7 +92,7 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
     lrs = tuple(eta * st.duration * c for eta, c in zip(model.plasticity.eta_W, update_scale(model.conductances, N),
                                                           strict=True))
     circuit0 = {"weights": w0, "traces": jax.vmap(zero_traces)(w0),
-                "state": stack([init_state(cfg.network, 1, model.simulation.dtype)] * S)}
+                "state": stack([init_state(cfg.network, 1, model.simulation.dtype, model.simulation.prospective)] * S)}
     carry0 = {**circuit0, "shallow": circuit0, "backprop": {"W": w0.W, "b": w0.b}}
 
     def advance(seg: Segment, c: dict[str, Any], on_chunk: Callable[[int], None]) -> tuple[dict[str, Any], dict]:
