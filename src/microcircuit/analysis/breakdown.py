@@ -13,8 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..config import Config
-from ..runs import RunDirError, resume_config
 from ..simulate import precision
+from .run_folder import mnist_run
 
 __all__ = ["SliceError", "error_breakdown"]
 
@@ -31,13 +31,8 @@ def error_breakdown(run: str | Path, *, data: str | None = None) -> dict[str, Sl
     and the first, middle and last slices of its training set (5,000 images each, or a fifth of the training
     set if that is smaller). ``data`` replaces the run's ``training.data`` (e.g. where it was trained on
     another machine). Raises :class:`RunDirError` for a folder that is not a finished MNIST run."""
-    path = Path(run)
-    cfg = resume_config(path, [f"training.data={data!r}"] if data else [])
-    if cfg.experiment != "mnist":
-        raise RunDirError(f"{path}: a {cfg.experiment!r} run, not an MNIST run (experiment = 'mnist')")
+    path, cfg = mnist_run(run, data=data)
     best = path / "weights_best.npz"
-    if not best.is_file():
-        raise RunDirError(f"{path}: no weights_best.npz (the run has not finished)")
     ctx, _ = precision(cfg.simulation)  # a float64 run is read out in float64
     with ctx:
         return _breakdown(cfg, best)

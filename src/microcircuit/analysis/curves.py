@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..runs import RunDir, RunDirError, resume_config
+from ..runs import RunDir, RunDirError
+from .run_folder import mnist_run
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,10 +35,7 @@ class LearningCurve(NamedTuple):
 def learning_curve(run: str | Path) -> LearningCurve:
     """The learning curve of the MNIST run folder ``run`` (any ``training.method``; a run still in progress
     gives the epochs it has finished). Raises :class:`RunDirError` for a folder that is not an MNIST run."""
-    path = Path(run)
-    cfg = resume_config(path)
-    if cfg.experiment != "mnist":
-        raise RunDirError(f"{path}: a {cfg.experiment!r} run, not an MNIST run (experiment = 'mnist')")
+    path, cfg = mnist_run(run, finished=False)
     rows = [r for r in RunDir(path).metrics() if "epoch" in r and "event" not in r]
     if not rows:
         raise RunDirError(f"{path}: no finished epoch in {RunDir.METRICS} yet")

@@ -27,9 +27,9 @@ from ..config import Config, Model, Record
 from ..dynamics import init_state
 from ..errors import InputError
 from ..network import Weights
-from ..runs import RunDirError, resume_config
 from ..simulate import Stream, precision, simulate
 from ..steady_state import predict
+from .run_folder import mnist_run
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -132,13 +132,8 @@ def settle_check(
     ``simulation.dt``), its other simulation settings, σ = 0, no target, ``batch`` images at a time.
     ``progress`` receives the number of images done after each batch. Raises :class:`RunDirError` for a
     folder that is not a finished MNIST run, :class:`InputError` for durations that are not whole steps."""
-    path = Path(run)
-    cfg = resume_config(path, [f"training.data={data!r}"] if data else [])
-    if cfg.experiment != "mnist":
-        raise RunDirError(f"{path}: a {cfg.experiment!r} run, not an MNIST run (experiment = 'mnist')")
+    path, cfg = mnist_run(run, data=data)
     best = path / "weights_best.npz"
-    if not best.is_file():
-        raise RunDirError(f"{path}: no weights_best.npz (the run has not finished)")
     if not 0 < window < duration:
         raise InputError(f"the window ({window:g} ms) must be positive and shorter than the duration ({duration:g} ms)")
     if batch < 1 or (n_images is not None and n_images < 1):
