@@ -67,6 +67,20 @@ def test_curves_of_several_methods_in_one_figure(runs: dict[str, Path], tmp_path
         np.testing.assert_array_equal(ln.get_xdata(), c.epochs)
 
 
+def test_curves_take_one_label_per_run(runs: dict[str, Path], tmp_path: Path) -> None:
+    """--label names the lines in order (e.g. a run made with --set under the preset it equals); a count that
+    does not match the run folders is refused before anything is written."""
+    out = tmp_path / "labelled.png"
+    paths = list(runs.values())[:2]
+    r = cli("analyze", "curves", *paths, "--label", "first", "--label", "second", "--out", out, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert [x.split()[0] for x in r.output.splitlines()[:2]] == ["first", "second"]
+    bad = tmp_path / "bad.png"
+    r = cli("analyze", "curves", *paths, "--label", "only-one", "--out", bad, "--no-progress")
+    assert r.exit_code == 2 and "--label" in r.output and "1 labels for 2 run folders" in r.output
+    assert not bad.exists()
+
+
 def test_curve_of_a_run_in_progress_and_of_two_runs_of_one_preset(runs: dict[str, Path], tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(runs["mnist"], copy)

@@ -129,3 +129,63 @@ def test_angle() -> None:
     assert float(angle(a, a)) == pytest.approx(0.0, abs=1e-3)
     assert float(angle(a, jnp.asarray([[0.0, 2.0]]))) == pytest.approx(90.0)
     assert float(angle(a, -a)) == pytest.approx(180.0)
+
+
+def _losses(model: Model, u_N: jax.Array, u_trgt: jax.Array) -> dict[str, jax.Array]:
+    """The losses of training.loss written out directly, summed over the batch (docs/model.md §5)."""
+    t = model.network.transfer
+    label = jnp.argmax(u_trgt, axis=-1)
+    from microcircuit.transfer import phi
+
+    return {
+        "cross_entropy": -jnp.sum(jax.nn.log_softmax(u_N, axis=-1)[jnp.arange(len(label)), label]),
+        "rate_mse": 0.5 * jnp.sum((phi(t, u_trgt) - phi(t, u_N)) ** 2),
+    }
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "rate_mse"])
+def test_backprop_updates_are_minus_the_gradient_of_the_named_loss(loss: str) -> None:
+    """For training.loss = cross_entropy / rate_mse, backprop_updates is −∂L/∂(W, b) of the batch-averaged
+    loss, for every layer and bias, on a depth-3 network with biases."""
+    from microcircuit.backprop import backprop_updates
+
+    sizes = SIZES["depth3"]
+    model = _model(sizes, bias=True)
+    x, _ = _data(sizes)
+    rng = np.random.default_rng(2)
+    # one-hot targets as potentials, as MNIST's φ⁻¹(0.8) / φ⁻¹(0.1); distinct labels per sample
+    u_trgt = np.where(np.eye(sizes[-1])[rng.permutation(len(x)) % sizes[-1]] > 0, 1.386, -2.197)
+    with jax.enable_x64(True):
+        w = init_weights(model.network, model.conductances, jax.random.key(3), "float64")
+        dW, db = backprop_updates(model, w, jnp.asarray(x), jnp.asarray(u_trgt), loss)
+
+        def mean_loss(W, b):
+            return _losses(model, feedforward(model, W, b, jnp.asarray(x))[-1], jnp.asarray(u_trgt))[loss] / len(x)
+
+        gW, gb = jax.grad(mean_loss, argnums=(0, 1))(w.W, w.b)
+        ours, grads = [np.asarray(a) for a in (*dW, *db)], [np.asarray(g) for g in (*gW, *gb)]
+    for k, (a, g) in enumerate(zip(ours, grads, strict=True)):
+        assert np.max(np.abs(g)) > 1e-6, k  # a real gradient, not trivially zero
+        np.testing.assert_allclose(a, -g, rtol=1e-9, atol=1e-12, err_msg=str(k))
+
+
+def test_the_default_backprop_loss_is_the_circuit_error() -> None:
+    """training.loss defaults to ``circuit`` (e_N = D_N (u_trgt − u_N), docs/model.md §5) everywhere: in the
+    config, in backprop_updates and in the `mnist-backprop` preset; the other losses give other updates."""
+    from microcircuit.backprop import backprop_updates
+    from microcircuit.config import Training
+    from microcircuit.presets import get_preset
+
+    assert Training().loss == "circuit"
+    assert get_preset("mnist-backprop").training.loss == "circuit"
+    sizes = SIZES["depth2"]
+    model = _model(sizes, bias=True)
+    x, t = _data(sizes)
+    w = init_weights(model.network, model.conductances, jax.random.key(0), "float32")
+    x, t = jnp.asarray(x, jnp.float32), jnp.asarray(t, jnp.float32)
+    default = backprop_updates(model, w, x, t)
+    circuit = backprop_updates(model, w, x, t, "circuit")
+    ce = backprop_updates(model, w, x, t, "cross_entropy")
+    for a, b, c in zip(jax.tree.leaves(default), jax.tree.leaves(circuit), jax.tree.leaves(ce), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert not np.allclose(np.asarray(a), np.asarray(c))

@@ -132,6 +132,8 @@ def test_initial_scales_per_matrix() -> None:
         ({"record": {"stride": 0}}, "record.stride"),
         ({"stimulus": {"high": 0.0}}, "stimulus.high"),
         ({"seed": -1}, "seed"),
+        ({"training": {"loss": "hinge"}}, "training.loss"),
+        ({"training": {"rule9_state": "target"}}, "training.rule9_state"),
     ],
 )
 def test_out_of_range_values_name_the_key(data: dict, key: str) -> None:

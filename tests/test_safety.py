@@ -166,6 +166,13 @@ def test_unused_settings_follow_the_method() -> None:
     dyn = get_preset("mnist-dynamics", quick=True)
     assert unused_settings(dyn, ["simulation.dt", "training.eval_duration", "training.n_passes"]) == [
         "training.n_passes"]
+    assert unused_settings(cfg, ["training.loss"]) == ["training.loss"]  # only backprop has an output loss
+    assert unused_settings(get_preset("mnist-backprop", quick=True), ["training.loss", "plasticity.eta_W"]) == [
+        "plasticity.eta_W"]
+    # rule (9)'s state is a choice of the steady-state microcircuit only
+    assert unused_settings(cfg, ["training.rule9_state"]) == []
+    for other in ("mnist-backprop", "mnist-dynamics"):
+        assert unused_settings(get_preset(other, quick=True), ["training.rule9_state"]) == ["training.rule9_state"]
     assert "stimulus.kind" in self_prediction.unused(get_preset("fig-s1"))
     assert "training" in self_prediction.unused(get_preset("fig-s1"))
 

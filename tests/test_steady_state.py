@@ -90,3 +90,33 @@ def test_one_pass_is_exact_for_a_self_predicting_net_without_target(sizes):
             np.testing.assert_allclose(a, c, atol=1e-12, err_msg=f"u_{k + 1} vs feed-forward")
         for k, v in enumerate(one.v_apical):
             assert float(jnp.max(jnp.abs(v))) < 1e-10, f"v_A,{k + 1} not silent"
+
+
+@pytest.mark.parametrize("sizes", [(6, 5, 4), (6, 5, 4, 3)])
+def test_rule9_reading_the_free_state_keeps_a_self_predicting_pi_under_a_target(sizes):
+    """Rule (9) at the nudged state moves PI of a self-predicting net (it cancels the target's part of v_A);
+    at the state without target (rule9_state = "free") it leaves PI where it is, and every other rule's
+    increment is the nudged one."""
+    model = _model(sizes, self_pred=True)
+    rng = np.random.default_rng(4)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.uniform(0, 1, (5, sizes[0])))
+        u_trgt = jnp.asarray(rng.uniform(-1, 1, (5, sizes[-1])))
+        w = self_predicting(init_weights(model.network, model.conductances, jax.random.key(6), "float64"),
+                            model.conductances)
+        nudged = settle(model, w, x, u_trgt)
+        free = settle(model, w, x, None)
+        d_nudged = increments_at(model, w, x, nudged)
+        d_free = increments_at(model, w, x, nudged, free)
+        for k in range(len(sizes) - 2):
+            assert float(jnp.max(jnp.abs(d_nudged.PI[k]))) > 1e-4, f"nudged rule (9) does not move PI_{k + 1}"
+            assert float(jnp.max(jnp.abs(d_free.PI[k]))) < 1e-12, f"free rule (9) moves PI_{k + 1}"
+        for name in ("W", "b", "B", "IP", "c"):
+            for a, b in zip(getattr(d_nudged, name), getattr(d_free, name), strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+        # the free increment is −v_A r^Iᵀ at the state without target, batch-averaged (rule (9))
+        w2 = w._replace(PI=tuple(p * 0.7 for p in w.PI))  # not self-predicting: v_A ≠ 0
+        free2 = settle(model, w2, x, None)
+        d2 = increments_at(model, w2, x, settle(model, w2, x, u_trgt), free2)
+        r_I = jax.nn.sigmoid(free2.u_inter[0])
+        np.testing.assert_allclose(d2.PI[0], -free2.v_apical[0].T @ r_I / x.shape[0], rtol=1e-12)

@@ -1,8 +1,9 @@
 """The feed-forward network a self-predicting circuit computes, and its backprop reference (docs/model.md §5).
 
 u⁻_k = g_B/(g_lk+g_B+g_A) · v_B,k for hidden layers and u⁻_N = g_B/(g_lk+g_B) · v_B,N, with
-v_B,k = W_k r⁻_{k−1} (+ b_k) and r⁻_0 = x. Backprop propagates the paper's output error
-e_N = D_N (u_trgt − u⁻_N) down through this network by a vector–Jacobian product.
+v_B,k = W_k r⁻_{k−1} (+ b_k) and r⁻_0 = x. Backprop propagates an output error down through this
+network by a vector–Jacobian product: by default the circuit's own e_N = D_N (u_trgt − u⁻_N), or the
+negative gradient of another loss on the output (``LOSSES``, docs/model.md §5).
 """
 
 from __future__ import annotations
@@ -10,14 +11,20 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .config import Conductances, Model
+from .config import BACKPROP_LOSSES, Conductances, Model
 from .network import Weights
 from .transfer import dphi, phi
 
-__all__ = ["angle", "backprop_updates", "feedforward", "update_scale"]
+__all__ = ["LOSSES", "angle", "backprop_updates", "feedforward", "output_error", "update_scale"]
 
 
 Arrays = tuple[jax.Array, ...]
+
+# The output errors backprop can start from (training.loss; docs/model.md §5):
+# circuit: the circuit's error e_N = D_N (u_trgt − u⁻_N) in potential space (the link of §5);
+# cross_entropy: −∂/∂u_N of the softmax cross-entropy of the potentials u⁻_N, the label the arg max of u_trgt;
+# rate_mse: −∂/∂u_N of ½‖φ(u_trgt) − φ(u⁻_N)‖², the squared error of the rates.
+LOSSES = BACKPROP_LOSSES
 
 
 def feedforward(model: Model, W: Arrays, b: Arrays, x: jax.Array) -> Arrays:
@@ -35,16 +42,31 @@ def feedforward(model: Model, W: Arrays, b: Arrays, x: jax.Array) -> Arrays:
     return tuple(us)
 
 
-def backprop_updates(model: Model, w: Weights, x: jax.Array, u_trgt: jax.Array) -> tuple[Arrays, Arrays]:
-    """Backprop's update direction for (W_k, b_k), batch-averaged: the vjp of u⁻_N seeded with
-    e_N = D_N (u_trgt − u⁻_N) (docs/model.md §5; note the D_N). Returns (dW, db), each W-shaped."""
+def output_error(model: Model, u_N: jax.Array, u_trgt: jax.Array, loss: str = "circuit") -> jax.Array:
+    """The error backprop seeds at the output, per sample (B, n_N): e_N = D_N (u_trgt − u⁻_N) for
+    ``circuit``, else −∂L/∂u_N of the named loss (``LOSSES``)."""
     t = model.network.transfer
+    if loss == "circuit":
+        return dphi(t, u_N) * (u_trgt - u_N)
+    if loss == "cross_entropy":
+        label = jax.nn.one_hot(jnp.argmax(u_trgt, axis=-1), u_N.shape[-1], dtype=u_N.dtype)
+        return label - jax.nn.softmax(u_N, axis=-1)
+    if loss == "rate_mse":
+        return dphi(t, u_N) * (phi(t, u_trgt) - phi(t, u_N))
+    raise ValueError(f"unknown backprop loss {loss!r}; expected one of {LOSSES}")
+
+
+def backprop_updates(model: Model, w: Weights, x: jax.Array, u_trgt: jax.Array,
+                     loss: str = "circuit") -> tuple[Arrays, Arrays]:
+    """Backprop's update direction for (W_k, b_k), batch-averaged: the vjp of u⁻_N seeded with
+    :func:`output_error` (by default e_N = D_N (u_trgt − u⁻_N), docs/model.md §5; note the D_N).
+    Returns (dW, db), each W-shaped."""
 
     def out(W: Arrays, b: Arrays) -> jax.Array:
         return feedforward(model, W, b, x)[-1]
 
     u_N, vjp = jax.vjp(out, w.W, w.b)
-    e_N = dphi(t, u_N) * (u_trgt - u_N)
+    e_N = output_error(model, u_N, u_trgt, loss)
     dW, db = vjp(e_N / x.shape[0])
     return dW, db
 

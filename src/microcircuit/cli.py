@@ -307,15 +307,24 @@ def analyze_backprop(ctx: click.Context, overrides: tuple[str, ...], out: Path |
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, metavar="FILE.png",
               help="Where to write the figure (PNG, or any format matplotlib writes, by its suffix).")
 @click.option("--train", is_flag=True, help="Also draw the training errors (dashed).")
+@click.option("--label", "labels", multiple=True, metavar="TEXT",
+              help="Legend label of each RUN_DIR, in order (repeat once per run; default: the run's config name).")
+@click.option("--title", default="MNIST", show_default=True, help="Figure title.")
 @click.option("--progress/--no-progress", default=True, help="Accepted for symmetry; reading is instant.")
 @_friendly
-def analyze_curves(run_dirs: tuple[Path, ...], out: Path, train: bool, progress: bool) -> None:
+def analyze_curves(run_dirs: tuple[Path, ...], out: Path, train: bool, labels: tuple[str, ...], title: str,
+                   progress: bool) -> None:
     """MNIST learning curves of several runs in one figure (the paper's Fig. 3B): validation error (%)
-    per epoch on linear axes, one line per RUN_DIR, labelled with its preset and its test error."""
+    per epoch on linear axes, one line per RUN_DIR, labelled with its preset (or --label) and its test error."""
     from .analysis import learning_curve, plot_learning_curves
 
+    if labels and len(labels) != len(run_dirs):
+        raise click.BadParameter(f"got {len(labels)} labels for {len(run_dirs)} run folders; give one --label per "
+                                 "RUN_DIR, in the same order, or none", param_hint="--label")
     curves = [learning_curve(d) for d in run_dirs]
-    fig = plot_learning_curves(curves, train=train or None)
+    if labels:
+        curves = [c._replace(label=lab) for c, lab in zip(curves, labels, strict=True)]
+    fig = plot_learning_curves(curves, train=train or None, title=title)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120, bbox_inches="tight")
     for c in curves:

@@ -428,17 +428,29 @@ class Schedule:
         _check(self.keep_checkpoints >= 1, "schedule.keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
 
 
+# The output losses of the backprop baseline (training.loss; microcircuit.backprop.output_error)
+BACKPROP_LOSSES = ("circuit", "cross_entropy", "rate_mse")
+# The states rule (9) can read in the steady-state mode (training.rule9_state; microcircuit.steady_state)
+RULE9_STATES = ("nudged", "free")
+
+
 @dataclass(frozen=True)
 class Training:
     """Mini-batch training in the steady-state mode (docs/model.md §6) and its baselines.
 
     ``method``: ``microcircuit`` (rules 7–10 at the swept steady state; matrices with η = 0 frozen, so
     the shallow learner and frozen-W_2 variants are rate settings), ``backprop`` (SGD on the
-    feed-forward network of §5 with learning rate ``lr_backprop``) or ``dynamics`` (the continuous-time
-    dynamics of §2–§3, each mini-batch shown for ``stimulus.duration`` ms; errors read from the dynamics
-    after ``eval_duration`` ms from rest). ``data``: ``mnist-subset`` (embedded),
+    feed-forward network of §5 with learning rate ``lr_backprop`` on the output loss ``loss``) or
+    ``dynamics`` (the continuous-time dynamics of §2–§3, each mini-batch shown for ``stimulus.duration``
+    ms; errors read from the dynamics after ``eval_duration`` ms from rest). ``data``: ``mnist-subset`` (embedded),
     ``mnist`` (the cache filled by ``microcircuit data fetch-mnist``) or a path to MNIST files.
     ``n_train`` > 0 trains on the first n_train training images only (for searches).
+    ``loss`` (``backprop`` only): the error backprop starts from, ``circuit`` (the circuit's own
+    e_N = D_N (u_trgt − u_N), docs/model.md §5), ``cross_entropy`` (softmax cross-entropy of the output
+    potentials u_N, the label the target's arg max) or ``rate_mse`` (½‖φ(u_trgt) − φ(u_N)‖²).
+    ``rule9_state`` (``microcircuit`` only): the state whose apical potential rule (9) drives to rest,
+    ``nudged`` (the swept state with the target, like every other rule) or ``free`` (the same sweep without
+    the target's nudge, docs/model.md §6 "What rule (9) reads").
     Learning rates are per ms and applied over ``stimulus.duration`` per mini-batch (§7).
     """
 
@@ -452,6 +464,8 @@ class Training:
     r_low: float = 0.1
     r_high: float = 0.8
     lr_backprop: float = 0.01
+    loss: str = "circuit"
+    rule9_state: str = "nudged"
     lr_decay: float = 1.0
     eval_duration: float = 20.0
 
@@ -473,6 +487,10 @@ class Training:
             f"need 0 < r_low < r_high < 1 (logistic targets), got {self.r_low}, {self.r_high}",
         )
         _positive("training.lr_backprop", self.lr_backprop, allow_zero=True)
+        _check(self.loss in BACKPROP_LOSSES, "training.loss",
+               f"must be one of {', '.join(repr(x) for x in BACKPROP_LOSSES)}, got {self.loss!r}")
+        _check(self.rule9_state in RULE9_STATES, "training.rule9_state",
+               f"must be one of {', '.join(repr(x) for x in RULE9_STATES)}, got {self.rule9_state!r}")
         _check(0 < self.lr_decay <= 1, "training.lr_decay", f"must be in (0, 1], got {self.lr_decay}")
 
 

@@ -159,30 +159,47 @@ mnist_backprop = _variant(
     # epochs backprop under-fits its training images (docs/data/mnist_search.jsonl
     schedule=(120, 0.975),
 )
+mnist_backprop_ce = _variant(
+    mnist_backprop, "mnist-backprop-ce",
+    "Fig. 3 baseline at full strength: `mnist-backprop` with the softmax cross-entropy of the output potentials "
+    "as its loss (plain SGD, batch 10).",
+    # learning rate on the validation split, 40 epochs at decay 0.95 (docs/data/mnist_search.jsonl): best
+    # validation 1.30 % at 3.0 vs 1.44 % at 1.0 and at 0.3; at 6.0 it does not learn (74-90 % for 28 epochs)
+    training={"loss": "cross_entropy", "lr_backprop": 3.0},
+    schedule=(40, 0.95),
+)
 mnist_shallow = _variant(
     mnist, "mnist-shallow",
     "Fig. 3 baseline: only the output weights W_3 learn, on the fixed random hidden layers (no top-down "
     "feedback: B = PI = 0, so the hidden rates are the same in training and test).",
     # with B = 3 the feedback shifts the hidden rates during training only, and validation stalls at 13.5 %
-    # (docs/data/mnist_search.jsonl; B = 0 and η_3 = 1e-3: 8.66 %
+    # (docs/data/mnist_search.jsonl; B = 0 and η_3 = 1e-3: 8.66 %). With no feedback g_A enters only through
+    # the hidden attenuation g_B/(g_lk + g_B + g_A): g_A = 0.0111 (0.90 instead of 0.45, i.e. random W_1, W_2 of
+    # twice the scale) gives best validation 6.52 % against 8.48 % (seed 0)
     network={"init": {"B": 0.0}},
+    conductances={"g_A": 0.0111},
     plasticity={"eta_W": [0.0, 0.0, 1.0e-3], "eta_IP": [0.0, 3.333e-3]},
 )
 mnist_frozen_w2 = _variant(
     mnist, "mnist-frozen-w2", "Fig. 3 control: the microcircuit with the hidden→hidden weights W_2 frozen.",
     # IP_1 stays self-predicting with W_2 frozen. With no W_2 to follow, W_1 can learn at 8× an earlier rate
     # (2.667e-3; 2× today's `mnist`): best validation 2.10 % vs 2.72 %; 16× gives 2.34 %
-    # (docs/data/mnist_search.jsonl)
+    # (docs/data/mnist_search.jsonl). `mnist`'s own schedule, 60 epochs at 0.95: best validation 1.94 % against
+    # 2.14 % with 30 at 0.9, where the rates end at 5 % of their start and validation is flat (seed 0)
     plasticity={"eta_W": [2.1333e-2, 0.0, 6.667e-4], "eta_IP": [0.0, 2.222e-3]},
+    schedule=(60, 0.95),
 )
 mnist_learned_feedback = _variant(
     mnist, "mnist-learned-feedback",
     "784-1000-10 from a random start, all weights plastic, top-down B by rule (10) on a slow time scale.",
-    network={"sizes": [784, 1000, 10], "init": {"self_predicting": False, "IP": 0.05, "PI": 0.05}},
-    # (docs/data/mnist_search.jsonl): a slow PI (rule (9) also reads the target's part of v_A and
-    # cancels it) and a slow B; best validation 3.44 % (60 epochs, 0.95) vs 6.74 % with η_W = (2e-3, 1e-3),
-    # η^IP = 3.333e-3, η^PI = 1e-3, η^B = 1e-5 over 30 epochs at 0.9
-    plasticity={"eta_W": [1.2e-3, 6.0e-4], "eta_IP": [2.0e-3], "eta_PI": [3.0e-4], "eta_B": [3.0e-6]},
+    # The interneurons become self-predicting only if they start close to the weights they must copy: W_2 and
+    # IP start small (±0.01), and rule (9) reads the apical potential without the target (docs/model.md §4,
+    # §6). Chosen on validation (seed 0, docs/data/mnist_search.jsonl): best validation 1.64 % against 2.34 %
+    # with W_2 ~ ±0.5, IP ~ ±0.05 and 2.02 % with rule (9) at the nudged state; η_1 16× an earlier 1.2e-3
+    # (2.34 % against 2.94 %, with the larger start)
+    network={"sizes": [784, 1000, 10], "init": {"self_predicting": False, "W": [0.5, 0.01], "IP": 0.01, "PI": 0.05}},
+    plasticity={"eta_W": [1.92e-2, 6.0e-4], "eta_IP": [2.0e-3], "eta_PI": [3.0e-4], "eta_B": [3.0e-6]},
+    training={"rule9_state": "free"},
     schedule=(60, 0.95),
 )
 
@@ -301,6 +318,7 @@ PRESETS: dict[str, Callable[[bool], Config]] = {
     "backprop-link": backprop_link,
     "mnist": mnist,
     "mnist-backprop": mnist_backprop,
+    "mnist-backprop-ce": mnist_backprop_ce,
     "mnist-shallow": mnist_shallow,
     "mnist-frozen-w2": mnist_frozen_w2,
     "mnist-learned-feedback": mnist_learned_feedback,

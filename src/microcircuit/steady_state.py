@@ -7,7 +7,9 @@ One pass (the paper's scheme, used for MNIST):
 2. nudge the output: u_N = (1 − λ_N) b_N + λ_N u_trgt;
 3. backward, k = N−1..1: u^I_k = (1 − λ_I) d_k + λ_I u_{k+1}; v_A,k = B_k r_{k+1} + PI_k r^I_k;
    u_k = (1 − λ_A) b_k + λ_A v_A,k;
-4. rules (7)–(10) at these potentials, with predictions v̂_B,k = (1 − λ_A) b_k, v̂_B,N = b_N, v̂^I_k = d_k.
+4. rules (7)–(10) at these potentials, with predictions v̂_B,k = (1 − λ_A) b_k, v̂_B,N = b_N, v̂^I_k = d_k;
+   with ``rule9_state = "free"`` rule (9) reads the apical potential of the same sweep without the
+   nudge of step 2 instead (docs/model.md §6, "What rule (9) reads").
 
 Further passes repeat the sweeps with the current apical potentials (no longer silent) and nudged
 interneurons; repeated to convergence they reach the fixed point of the continuous-time dynamics.
@@ -74,8 +76,9 @@ def settle(
     return SteadyState(tuple(u), tuple(u_I), tuple(b), tuple(d), tuple(v_A))
 
 
-def increments_at(model: Model, w: Weights, x: jax.Array, ss: SteadyState) -> Weights:
-    """Batch-averaged increments of rules (7)–(10) at the swept state (§6 step 4); zeros where η = 0."""
+def increments_at(model: Model, w: Weights, x: jax.Array, ss: SteadyState, free: SteadyState | None = None) -> Weights:
+    """Batch-averaged increments of rules (7)–(10) at the swept state (§6 step 4); zeros where η = 0.
+    ``free`` (the state of the same inputs without a target), if given, is what rule (9) reads."""
     g, p, t, bias = model.conductances, model.plasticity, model.network.transfer, model.network.bias
     N = len(w.W)
     r = [phi(t, u) for u in ss.u]
@@ -100,13 +103,14 @@ def increments_at(model: Model, w: Weights, x: jax.Array, ss: SteadyState) -> We
             if bias:
                 dc[k] = err.mean(0)
         if p.eta_PI[k] != 0:
-            dPI[k] = outer(-ss.v_apical[k], r_I)  # (9)
+            lat = ss if free is None else free
+            dPI[k] = outer(-lat.v_apical[k], phi(t, lat.u_inter[k]))  # (9)
         if p.eta_B[k] != 0:
             dB[k] = outer(r[k] - phi(t, r[k + 1] @ w.B[k].T), r[k + 1])  # (10)
     return Weights(*(tuple(a) for a in (dW, db, dB, dPI, dIP, dc)))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "duration", "n_passes"))
+@functools.partial(jax.jit, static_argnames=("model", "duration", "n_passes", "rule9_state"))
 def train_step(
     model: Model,
     w: Weights,
@@ -116,12 +120,21 @@ def train_step(
     *,
     duration: float,
     n_passes: int = 1,
+    rule9_state: str = "nudged",
 ) -> Weights:
-    """One mini-batch: settle, then W += lr_scale · duration · η · δ for every plastic matrix (η per ms)."""
+    """One mini-batch: settle, then W += lr_scale · duration · η · δ for every plastic matrix (η per ms).
+    ``rule9_state``: rule (9) reads the nudged state (``"nudged"``) or the state without the target
+    (``"free"``, docs/model.md §6)."""
     ss = settle(model, w, x, u_trgt, n_passes)
-    delta = increments_at(model, w, x, ss)
     p = model.plasticity
+    free = settle(model, w, x, None, n_passes) if rule9_state == "free" and any(p.eta_PI) else None
+    delta = increments_at(model, w, x, ss, free)
     rates = Weights(p.eta_W, p.eta_W, p.eta_B, p.eta_PI, p.eta_IP, p.eta_IP)
+    return _apply(model, w, delta, rates, lr_scale * duration)
+
+
+def _apply(model: Model, w: Weights, delta: Weights, rates: Weights, scale: jax.Array | float) -> Weights:
+    """w + scale · η · δ for every matrix with η ≠ 0 (biases only where the network has them)."""
     skip_bias = not model.network.bias
     out = []
     for name, ws, ds, etas in zip(Weights._fields, w, delta, rates, strict=True):
@@ -129,7 +142,7 @@ def train_step(
             out.append(ws)
         else:
             triples = zip(ws, ds, etas, strict=True)
-            out.append(tuple(a if eta == 0 else a + (lr_scale * duration * eta) * da for a, da, eta in triples))
+            out.append(tuple(a if eta == 0 else a + (scale * eta) * da for a, da, eta in triples))
     return Weights(*out)
 
 

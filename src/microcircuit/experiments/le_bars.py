@@ -55,8 +55,9 @@ def stepped(cfg: Config) -> tuple[str, ...]:
 def unused(cfg: Config) -> tuple[str, ...]:
     """Settings this experiment does not read."""
     return ("training.method", "training.data", "training.batch", "training.n_passes", "training.n_validation",
-            "training.n_train", "training.r_low", "training.r_high", "training.lr_backprop", "training.lr_decay",
-            "training.eval_duration", "init_from", "record", "simulation.prospective", "stimulus.kind",
+            "training.n_train", "training.r_low", "training.r_high", "training.lr_backprop", "training.loss",
+            "training.rule9_state", "training.lr_decay", "training.eval_duration", "init_from", "record",
+            "simulation.prospective", "stimulus.kind",
             "stimulus.n_patterns", "stimulus.batch", "stimulus.low", "stimulus.high", "stimulus.teacher_sizes",
             "schedule.n_test", "schedule.settle", "schedule.checkpoint_every", "schedule.keep_checkpoints")
 

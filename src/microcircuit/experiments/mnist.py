@@ -5,7 +5,7 @@ u_trgt = φ⁻¹(r), self-predicting initialisation, B and PI fixed, W and IP pl
 validation after every epoch, the best epoch kept, test error at the end. ``training.method``:
 
 * ``microcircuit``: rules (7)–(10) at the swept steady state of §6 (the paper's scheme);
-* ``backprop``: the same feed-forward network (§5) trained by SGD;
+* ``backprop``: the same feed-forward network (§5) trained by SGD on ``training.loss``;
 * ``dynamics``: the full dynamics of §2–§3 (:func:`microcircuit.simulate.simulate`): each mini-batch is
   presented for ``stimulus.duration`` ms with its target on and plasticity always on, back to back,
   the potentials carried from one mini-batch to the next; errors are read from the dynamics too
@@ -72,11 +72,12 @@ def unused(cfg: Config) -> tuple[str, ...]:
                 "simulation.divergence_bound", "plasticity.tau_w", "plasticity.learning_lag",
                 "plasticity.update_every", "plasticity.defer", "training.eval_duration")
     if method == "backprop":
-        out += ("plasticity.eta_W", "plasticity.eta_IP", "plasticity.eta_PI", "plasticity.eta_B", "training.n_passes")
+        out += ("plasticity.eta_W", "plasticity.eta_IP", "plasticity.eta_PI", "plasticity.eta_B", "training.n_passes",
+                "training.rule9_state")
     else:
-        out += ("training.lr_backprop",)
+        out += ("training.lr_backprop", "training.loss")
     if method == "dynamics":
-        out += ("training.n_passes",)
+        out += ("training.n_passes", "training.rule9_state")
     return out
 
 _CHUNK = 500  # mini-batches per compiled call: the progress bar and the stop check advance per call
@@ -104,7 +105,7 @@ def load_best_weights(path: str | Path, like: Weights) -> Weights:
                      for n, arrays in zip(Weights._fields, like, strict=True)))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "method", "duration", "n_passes"))
+@functools.partial(jax.jit, static_argnames=("model", "method", "duration", "n_passes", "loss", "rule9_state"))
 def train_epoch(
     model: Model,
     w: Weights,
@@ -116,14 +117,19 @@ def train_epoch(
     method: str,
     duration: float,
     n_passes: int,
+    loss: str = "circuit",
+    rule9_state: str = "nudged",
 ) -> Weights:
-    """Mini-batches ``idx`` (n_batches, B) of (x, u_trgt), as one ``lax.scan``."""
+    """Mini-batches ``idx`` (n_batches, B) of (x, u_trgt), as one ``lax.scan``; ``loss`` is backprop's
+    output loss (:data:`microcircuit.backprop.LOSSES`), ``rule9_state`` what rule (9) reads
+    (:func:`microcircuit.steady_state.train_step`)."""
 
     def body(w: Weights, i: jax.Array) -> tuple[Weights, None]:
         xb, tb = x[i], u_trgt[i]
         if method == "microcircuit":
-            return train_step(model, w, xb, tb, lr_scale, duration=duration, n_passes=n_passes), None
-        dW, db = backprop_updates(model, w, xb, tb)  # SGD along the backprop direction of §5
+            return train_step(model, w, xb, tb, lr_scale, duration=duration, n_passes=n_passes,
+                              rule9_state=rule9_state), None
+        dW, db = backprop_updates(model, w, xb, tb, loss)  # SGD along the backprop direction of §5
         W = tuple(a + lr_scale * g for a, g in zip(w.W, dW, strict=True))
         b = tuple(a + lr_scale * g for a, g in zip(w.b, db, strict=True)) if model.network.bias else w.b
         return w._replace(W=W, b=b), None
@@ -368,7 +374,8 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
                             raise
                     else:
                         w = train_epoch(model, w, x_dev, u_trgt, idx[s : s + chunk], jnp.asarray(lr, x_dev.dtype),
-                                        method=tr.method, duration=cfg.stimulus.duration, n_passes=tr.n_passes)
+                                        method=tr.method, duration=cfg.stimulus.duration, n_passes=tr.n_passes,
+                                        loss=tr.loss, rule9_state=tr.rule9_state)
                     jax.block_until_ready(w)  # the bar and the stop check follow the computation, chunk by chunk
                     bad = diverged_weights(w)
                     if bad is not None:
