@@ -48,9 +48,9 @@ def test_init_from_a_run_folder_and_a_preset(s1: tuple[dict, RunDir], monkeypatc
     cfg = apply_overrides(get_preset("fig1", quick=True), [f"init_from={json.dumps(str(run.path))}"])
     _, w0, _ = build(cfg)
     w = initial_weights(cfg, None, w0)
-    traces = np.load(run.file(RunDir.TRACES))
-    np.testing.assert_array_equal(np.asarray(w.PI[0]), traces["PI_1"])
-    np.testing.assert_array_equal(np.asarray(w.IP[0]), traces["IP_1"])
+    with np.load(run.file(RunDir.TRACES)) as traces:
+        np.testing.assert_array_equal(np.asarray(w.PI[0]), traces["PI_1"])
+        np.testing.assert_array_equal(np.asarray(w.IP[0]), traces["IP_1"])
     np.testing.assert_array_equal(np.asarray(w.W[0]), np.asarray(w0.W[0]))  # W, B frozen in Fig. S1
 
     tiny = lambda quick: apply_overrides(fig_s1(quick), ["stimulus.n_patterns=5", "schedule.segment=5"])  # noqa: E731

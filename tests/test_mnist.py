@@ -23,6 +23,12 @@ TINY = ["network.sizes=[784,30,20,10]", "training.n_train=300", "training.n_vali
         "training.epochs=3", "schedule.keep_checkpoints=5"]
 
 
+def _npz(path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file, the file closed (an open one is a ResourceWarning when collected)."""
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
 def test_quick_preset_learns_the_embedded_subset(tmp_path):
     """`microcircuit run mnist --quick`: well above chance on the subset's 1,000 test images."""
     cfg = get_preset("mnist", quick=True)
@@ -82,8 +88,8 @@ def test_float64_runs_in_float64(tmp_path, preset):
     cfg = apply_overrides(get_preset(preset, quick=True), [*TINY, "training.epochs=1", "training.n_train=100",
                                                             "simulation.dtype=float64"])
     mnist_exp.run(cfg, RunDir.create(tmp_path / "run"))
-    saved = np.load(tmp_path / "run" / "weights_best.npz")
-    assert {saved[k].dtype for k in saved.files} == {np.dtype("float64")}
+    saved = _npz(tmp_path / "run" / "weights_best.npz")
+    assert {a.dtype for a in saved.values()} == {np.dtype("float64")}
 
 
 def test_frozen_matrices_do_not_move():
@@ -128,9 +134,9 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch, preset):
     resumed = mnist_exp.run(cfg, RunDir.create(tmp_path / "run", resume=True))
     assert resumed["validation_curve"] == reference["validation_curve"]
     assert resumed["test_error"] == reference["test_error"]
-    a = np.load(tmp_path / "ref" / "weights_best.npz")
-    b = np.load(tmp_path / "run" / "weights_best.npz")
-    for k in a.files:
+    a = _npz(tmp_path / "ref" / "weights_best.npz")
+    b = _npz(tmp_path / "run" / "weights_best.npz")
+    for k in a:
         assert np.array_equal(a[k], b[k]), k
     epochs = [r["epoch"] for r in RunDir(tmp_path / "run").metrics() if "event" not in r]
     assert epochs == [1, 2, 3]  # no duplicated rows
@@ -179,8 +185,8 @@ def test_resume_may_stop_at_a_checkpointed_epoch(tmp_path, monkeypatch):
     cut = mnist_exp.run(cfg2, RunDir.create(tmp_path / "run", resume=True))
     assert cut["validation_curve"] == reference["validation_curve"]
     assert cut["test_error"] == reference["test_error"]
-    a, b = np.load(tmp_path / "ref" / "weights_best.npz"), np.load(tmp_path / "run" / "weights_best.npz")
-    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    a, b = _npz(tmp_path / "ref" / "weights_best.npz"), _npz(tmp_path / "run" / "weights_best.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_resume_extends_a_finished_run(tmp_path):
@@ -206,6 +212,6 @@ def test_resume_extends_a_finished_run(tmp_path):
     assert (run / "summary-2-epochs.json").read_text() == two
     a, b = (json.loads((d / "summary.json").read_text()) for d in (ref, run))
     assert (b["epochs"], b["validation_curve"], b["test_error"]) == (3, a["validation_curve"], a["test_error"])
-    wa, wb = np.load(ref / "weights_best.npz"), np.load(run / "weights_best.npz")
-    assert all(np.array_equal(wa[k], wb[k]) for k in wa.files)
+    wa, wb = _npz(ref / "weights_best.npz"), _npz(run / "weights_best.npz")
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
     assert [r["epoch"] for r in RunDir(run).metrics() if "event" not in r] == [1, 2, 3]

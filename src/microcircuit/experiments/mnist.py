@@ -100,9 +100,9 @@ def load_split(cfg: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def load_best_weights(path: str | Path, like: Weights) -> Weights:
     """The ``weights_best.npz`` that :func:`run` writes (keys ``W_1``, ``b_1``, ...), shaped like ``like``."""
-    z = np.load(path)
-    return Weights(*(tuple(jnp.asarray(z[f"{n}_{i + 1}"]) for i in range(len(arrays)))
-                     for n, arrays in zip(Weights._fields, like, strict=True)))
+    with np.load(path) as z:  # closed at once: an open handle is a ResourceWarning when collected
+        return Weights(*(tuple(jnp.asarray(z[f"{n}_{i + 1}"]) for i in range(len(arrays)))
+                         for n, arrays in zip(Weights._fields, like, strict=True)))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "method", "duration", "n_passes", "loss", "rule9_state"))
