@@ -103,8 +103,8 @@ def increments_at(model: Model, w: Weights, x: jax.Array, ss: SteadyState, free:
             if bias:
                 dc[k] = err.mean(0)
         if p.eta_PI[k] != 0:
-            lat = ss if free is None else free
-            dPI[k] = outer(-lat.v_apical[k], phi(t, lat.u_inter[k]))  # (9)
+            v_A, r_lat = (ss.v_apical[k], r_I) if free is None else (free.v_apical[k], phi(t, free.u_inter[k]))
+            dPI[k] = outer(-v_A, r_lat)  # (9)
         if p.eta_B[k] != 0:
             dB[k] = outer(r[k] - phi(t, r[k + 1] @ w.B[k].T), r[k + 1])  # (10)
     return Weights(*(tuple(a) for a in (dW, db, dB, dPI, dIP, dc)))
@@ -130,11 +130,6 @@ def train_step(
     free = settle(model, w, x, None, n_passes) if rule9_state == "free" and any(p.eta_PI) else None
     delta = increments_at(model, w, x, ss, free)
     rates = Weights(p.eta_W, p.eta_W, p.eta_B, p.eta_PI, p.eta_IP, p.eta_IP)
-    return _apply(model, w, delta, rates, lr_scale * duration)
-
-
-def _apply(model: Model, w: Weights, delta: Weights, rates: Weights, scale: jax.Array | float) -> Weights:
-    """w + scale · η · δ for every matrix with η ≠ 0 (biases only where the network has them)."""
     skip_bias = not model.network.bias
     out = []
     for name, ws, ds, etas in zip(Weights._fields, w, delta, rates, strict=True):
@@ -142,7 +137,7 @@ def _apply(model: Model, w: Weights, delta: Weights, rates: Weights, scale: jax.
             out.append(ws)
         else:
             triples = zip(ws, ds, etas, strict=True)
-            out.append(tuple(a if eta == 0 else a + (scale * eta) * da for a, da, eta in triples))
+            out.append(tuple(a if eta == 0 else a + (lr_scale * duration * eta) * da for a, da, eta in triples))
     return Weights(*out)
 
 
