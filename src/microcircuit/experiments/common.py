@@ -17,7 +17,7 @@ from ..checkpoint import checkpoint_path, list_checkpoints, load_latest, prune_c
 from ..config import Config, ConfigError, Model, Record
 from ..dynamics import State, init_state
 from ..errors import CheckpointError, DivergenceError, RunInterrupted
-from ..network import Weights, init_weights, self_predicting_weights
+from ..network import Weights, init_weights, self_predicting_distance
 from ..plasticity import zero_traces
 from ..runs import RunDir, StopRequest, graceful_stop
 from ..simulate import Solution, Stream, simulate
@@ -65,11 +65,10 @@ def self_prediction_errors(model: Model, w: Weights, x_test: np.ndarray, settle:
 
 def weight_distance(model: Model, w: Weights) -> dict[str, float]:
     """Relative distance of PI and IP from their self-predicting values (docs/model.md §4), per hidden layer."""
-    PI, IP, _ = self_predicting_weights(w, model.conductances)
+    d = self_predicting_distance(w, model.conductances)
     out = {}
-    for i in range(len(PI)):
-        out[f"PI_distance_{i + 1}"] = float(np.linalg.norm(w.PI[i] - PI[i]) / np.linalg.norm(PI[i]))
-        out[f"IP_distance_{i + 1}"] = float(np.linalg.norm(w.IP[i] - IP[i]) / np.linalg.norm(IP[i]))
+    for i, (pi, ip) in enumerate(zip(d["PI"], d["IP"], strict=True)):
+        out[f"PI_distance_{i + 1}"], out[f"IP_distance_{i + 1}"] = pi, ip
     return out
 
 
