@@ -3,6 +3,7 @@ each asserts the qualitative result the paper reports (docs/model.md §7)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -74,10 +75,28 @@ def test_fig1_apical_error_appears_with_the_target_and_vanishes(tmp_path: Path) 
     assert (run.path / "fig1.png").is_file()
 
 
+def test_fig2_presets_differ_only_in_the_learning_rates_and_the_length() -> None:
+    """`fig2` runs the paper's rates (docs/model.md §7); `fig2-fast` is the same protocol with η_1, η_2, η^IP
+    × 100 and η^PI × 10, and fewer trials."""
+    paper, fast = get_preset("fig2"), get_preset("fig2-fast")
+    p = paper.plasticity
+    assert (p.eta_W, p.eta_IP, p.eta_PI, p.eta_B) == ((0.0011875, 0.0005), 0.0011875, 0.0059375, 0.0)
+    assert (paper.n_seeds, paper.stimulus.n_patterns) == (4, 100_000)
+    f = fast.plasticity
+    assert f.eta_W == pytest.approx((0.11875, 0.05)) and f.eta_IP == pytest.approx(0.11875)
+    assert f.eta_PI == pytest.approx(0.059375)
+    assert fast.stimulus.n_patterns == 5_000
+    same = dataclasses.replace(
+        fast, name=paper.name, plasticity=p, stimulus=paper.stimulus, schedule=paper.schedule
+    )
+    assert same == paper
+    assert get_preset("fig2-fast", quick=True).stimulus.n_patterns == get_preset("fig2", quick=True).stimulus.n_patterns
+
+
 def test_fig2_microcircuit_beats_the_shallow_learner(tmp_path: Path) -> None:
-    """Regression against a teacher, one fixed seed, 600 trials: the microcircuit's test error is below the
-    shallow learner's (W_1 frozen) and below where it started."""
-    summary, run = _run("fig2", tmp_path / "fig2", [
+    """Regression against a teacher (the sped-up rates of `fig2-fast`), one fixed seed, 600 trials: the
+    microcircuit's test error is below the shallow learner's (W_1 frozen) and below where it started."""
+    summary, run = _run("fig2-fast", tmp_path / "fig2", [
         "n_seeds=1", "stimulus.n_patterns=600", "schedule.segment=300", "schedule.n_test=100",
     ])
     mc, sh = summary["microcircuit_test_error_end"], summary["shallow_test_error_end"]

@@ -385,7 +385,7 @@ def test_kill_a_real_run_and_resume_it(reference: Path, tmp_path: Path, signum: 
 # 12 segments of 5 trials × 100 ms (5 000 steps per learner and segment), two seeds, a checkpoint every
 # 3 segments.
 FIG2 = [
-    "fig2-quick",
+    "fig2-fast-quick",
     "--set", "n_seeds=2",
     "--set", "stimulus.n_patterns=60",
     "--set", "schedule.segment=5",

@@ -94,7 +94,8 @@ def summaries(folder: Path) -> dict[str, float]:
 
 
 def write_regression_sweep(path: Path, cache: Path | None, **kw: str) -> Path:
-    return write_sweep(path, cache, base="fig2-quick", sets=TINY_REGRESSION, objective="microcircuit_test_error_end",
+    return write_sweep(path, cache, base="fig2-fast-quick", sets=TINY_REGRESSION,
+                       objective="microcircuit_test_error_end",
                        **{"params": '"plasticity.eta_PI" = [0.01, 0.05]', **kw})
 
 

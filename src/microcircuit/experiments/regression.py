@@ -4,8 +4,8 @@ A student microcircuit 30-50-10 (10 interneurons, soft rectifier) starts from ra
 self-predicting. A teacher 30-20-10 with weights U(−1, 1) defines the target potential
 u_trgt = 10·W2ᵗ φ(2·W1ᵗ x), i.e. the target rate r_trgt = φ(u_trgt); inputs x ~ U(−1, 1), a new one every
 ``stimulus.duration`` ms. All student weights but the fixed random top-down B learn (the paper's
-η_1 = 0.0011875, η_2 = 0.0005, η^IP = 0.0011875, η^PI = 0.0059375; the ``fig2`` preset speeds them up,
-see ``presets.FIG2_SPEEDUP``) under noise σ = 0.3. On the same data, initial weights
+η_1 = 0.0011875, η_2 = 0.0005, η^IP = 0.0011875, η^PI = 0.0059375 in the ``fig2`` preset; ``fig2-fast``
+speeds them up, see ``presets.FIG2_SPEEDUP``) under noise σ = 0.3. On the same data, initial weights
 and noise, two baselines: the shallow learner (the same circuit with the hidden bottom-up weights W_1
 frozen, so only the output's W_2 learns the task; the lateral rules still run) and a backprop-trained
 feed-forward network of the student's shape (docs/model.md §5's network and output error, plain SGD, one
