@@ -118,6 +118,32 @@ def test_initial_scales_per_matrix() -> None:
     assert cfg.network.init.W == (0.1, 0.2, 0.3)
 
 
+def test_B_transposed_starts_the_feedback_as_the_transposed_forward_weights() -> None:
+    """network.init.B_transposed: B_k = W_{k+1}ᵀ · (B's scale / W_{k+1}'s scale); every other matrix is the
+    draw it would be without it, and the self-predicting PI_k = −B_k follows. A W_{k+1} of scale 0 is refused."""
+    import jax
+    import numpy as np
+
+    from microcircuit.network import Weights, init_weights
+
+    def draw(**kw: bool) -> Weights:
+        init = Init(W=(0.5, 1.0, 2.0), B=(3.0, 0.5), self_predicting=True, **kw)
+        return init_weights(NetworkSpec(sizes=(6, 5, 4, 3), init=init), Conductances(), jax.random.key(1))
+
+    plain, mirrored = draw(), draw(B_transposed=True)
+    for i, ratio in enumerate((3.0 / 1.0, 0.5 / 2.0)):
+        np.testing.assert_allclose(mirrored.B[i], ratio * np.asarray(mirrored.W[i + 1]).T, rtol=1e-6)
+        np.testing.assert_allclose(mirrored.PI[i], -np.asarray(mirrored.B[i]))
+        assert not np.allclose(plain.B[i], mirrored.B[i])
+    for name in ("W", "b", "IP", "c"):
+        for a, b in zip(getattr(plain, name), getattr(mirrored, name), strict=True):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ConfigError, match=r"network\.init\.B_transposed: B_2 starts as W_3ᵀ.*scale 0"):
+        NetworkSpec(sizes=(6, 5, 4, 3), init=Init(W=(0.5, 1.0, 0.0), B_transposed=True))
+    cfg = apply_overrides(Config(network=NetworkSpec(sizes=(5, 4, 3))), ["network.init.B_transposed=true"])
+    assert cfg.network.init.B_transposed is True
+
+
 @pytest.mark.parametrize(
     ("data", "key"),
     [

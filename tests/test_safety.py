@@ -318,17 +318,17 @@ def test_sigterm_during_an_epoch_names_the_epoch_saved(tmp_path: Path) -> None:
 
 
 def test_sigterm_during_start_up_is_not_silent(tmp_path: Path) -> None:
+    """A signal after the run folder is written but before the first epoch (loading data, compiling)."""
     run = tmp_path / "run"
     p = subprocess.Popen([sys.executable, "-m", "microcircuit.cli", "run", "mnist", "--quick", "--out", str(run),
-                          "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    time.sleep(2.0)  # importing JAX, loading data, compiling
+                          "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    _wait_for(p, run / "config.toml", "")  # the handler is in place once the run folder exists
     p.send_signal(signal.SIGTERM)
     _out, err = p.communicate(timeout=120)
     if p.returncode == 0:
         pytest.skip("the run finished before the signal arrived")
     assert p.returncode == 143 and "interrupted by SIGTERM" in err and "Traceback" not in err
-    if run.exists():
-        assert events(run, "interrupted")
+    assert events(run, "interrupted")
 
 
 def test_wall_time_counts_every_start(tmp_path: Path) -> None:

@@ -145,7 +145,9 @@ class Init:
     ``W`` takes one scale for all bottom-up matrices or one per matrix (W_1..W_N); ``B``, ``IP`` and
     ``PI`` one for all or one per hidden layer (checked against ``network.sizes``). The biases b_k of W_k
     start uniform in [``bias_mean`` − ``bias``, ``bias_mean`` + ``bias``]; ``bias_mean`` (one for all layers
-    or one per W_k, any sign) sets where the rates start."""
+    or one per W_k, any sign) sets where the rates start. ``B_transposed``: B_k starts as the transposed
+    bottom-up weights it feeds back along, W_{k+1}ᵀ · (B's scale / W_{k+1}'s scale), instead of random
+    (symmetric feedback at the start, docs/model.md §11)."""
 
     W: float | tuple[float, ...] = 1.0
     B: float | tuple[float, ...] = 1.0
@@ -154,6 +156,7 @@ class Init:
     bias: float = 0.0
     bias_mean: float | tuple[float, ...] = 0.0
     self_predicting: bool = False
+    B_transposed: bool = False
 
     def __post_init__(self) -> None:
         for name in ("W", "B", "IP", "PI", "bias"):
@@ -168,6 +171,10 @@ class Init:
         out = {"W": _rates(self.W, depth, "network.init.W")}
         for name in ("B", "IP", "PI"):
             out[name] = _rates(getattr(self, name), depth - 1, f"network.init.{name}")
+        if self.B_transposed:
+            for k, s in enumerate(out["W"][1:], start=2):
+                _check(s > 0, "network.init.B_transposed",
+                       f"B_{k - 1} starts as W_{k}ᵀ, but network.init.W gives W_{k} the scale 0")
         return out
 
     def bias_means(self, depth: int) -> tuple[float, ...]:

@@ -37,9 +37,10 @@ class Weights(NamedTuple):
 
 
 def init_weights(spec: NetworkSpec, conductances: Conductances, key: jax.Array, dtype: str = "float32") -> Weights:
-    """Uniform random weights in [−scale, scale] per matrix (``spec.init``), then optionally the
-    self-predicting formulas of docs/model.md §4. Biases b_k are ``spec.init.bias_mean`` (0 by default) plus a
-    uniform spread of ``spec.init.bias``; all are zero when ``spec.bias`` is off."""
+    """Uniform random weights in [−scale, scale] per matrix (``spec.init``; with ``spec.init.B_transposed``
+    B_k = W_{k+1}ᵀ rescaled to B's scale), then optionally the self-predicting formulas of docs/model.md §4.
+    Biases b_k are ``spec.init.bias_mean`` (0 by default) plus a uniform spread of ``spec.init.bias``; all
+    are zero when ``spec.bias`` is off."""
     n = spec.sizes
     N = spec.depth
     s = spec.init
@@ -52,6 +53,8 @@ def init_weights(spec: NetworkSpec, conductances: Conductances, key: jax.Array, 
     W = tuple(unif((n[i + 1], n[i]), scale["W"][i]) for i in range(N))
     b = tuple(m + unif((n[i + 1],), s.bias) for i, m in enumerate(s.bias_means(N)))
     B = tuple(unif((n[i + 1], n[i + 2]), scale["B"][i]) for i in range(N - 1))
+    if s.B_transposed:  # symmetric feedback at the start; the random draw above keeps the other keys
+        B = tuple(W[i + 1].T * (scale["B"][i] / scale["W"][i + 1]) for i in range(N - 1))
     PI = tuple(unif((n[i + 1], n[i + 2]), scale["PI"][i]) for i in range(N - 1))
     IP = tuple(unif((n[i + 2], n[i + 1]), scale["IP"][i]) for i in range(N - 1))
     c = tuple(unif((n[i + 2],), s.bias) for i in range(N - 1))
