@@ -134,7 +134,8 @@ def test_presets_lists_quick_variants_and_whole_sentences() -> None:
         assert re.search(rf"^{re.escape(name)}\s", text, re.M)
         assert re.search(rf"^{re.escape(get_preset(name, quick=True).name)}\s", text, re.M), name
     # every description is a whole sentence: the rows of one preset, joined, end with a full stop
-    blocks = re.split(r"\n(?=\S+\s{2,}\d+-)", text.split("\n", 1)[1].strip())
+    starts = "|".join(re.escape(name) for name in PRESETS)  # a block starts at a preset's own name
+    blocks = re.split(rf"\n(?=(?:{starts})\s)", text.split("\n", 1)[1].strip())
     assert len(blocks) == len(PRESETS)
     for b in blocks:
         assert b.rstrip().endswith("."), b
