@@ -64,9 +64,9 @@ def fig1(quick: bool = False) -> Config:
     )
 
 
-# Fig. 2 with the paper's learning rates (per ms) needs about 10⁵ trials; ``fig2-fast`` multiplies η_1, η_2, η^IP
-# by FIG2_SPEEDUP and η^PI by FIG2_SPEEDUP / 10 (the ratios between the bottom-up rates are kept) and learns
-# within 5,000 trials (docs/results.md, "Fig. 2").
+# Fig. 2 with the paper's learning rates (per ms) learns slowly: 10⁵ trials only begin the descent. ``fig2-fast``
+# multiplies η_1, η_2, η^IP by FIG2_SPEEDUP and η^PI by FIG2_SPEEDUP / 10 (the ratios between the bottom-up rates
+# are kept) and learns within 5,000 trials (docs/results.md, "Fig. 2").
 FIG2_RATES = {"eta_W": (0.0011875, 0.0005), "eta_IP": 0.0011875, "eta_PI": 0.0059375}
 FIG2_SPEEDUP = 100.0
 
