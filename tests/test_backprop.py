@@ -189,3 +189,56 @@ def test_the_default_backprop_loss_is_the_circuit_error() -> None:
     for a, b, c in zip(jax.tree.leaves(default), jax.tree.leaves(circuit), jax.tree.leaves(ce), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         assert not np.allclose(np.asarray(a), np.asarray(c))
+
+
+def _feedback_alignment_numpy(model: Model, W: list, b: list, B: list, x: np.ndarray,
+                              u_trgt: np.ndarray) -> tuple[list, list]:
+    """Feedback alignment written out in float64 NumPy (docs/model.md §5): the forward pass of the §5
+    network, e_N = D_N (u_trgt − u⁻_N), then δ_k = φ'(u_k) ⊙ B_k (a_{k+1} δ_{k+1}) down the layers, where
+    a_k is layer k's attenuation; ΔW_k = a_k δ_kᵀ r_{k−1} / batch."""
+    g = model.conductances
+    N = len(W)
+    att = [g.basal_hidden] * (N - 1) + [g.basal_output]
+    logistic = lambda u: 1 / (1 + np.exp(-u))  # noqa: E731
+    rs, us = [x], []
+    for k in range(N):
+        us.append(att[k] * (rs[-1] @ W[k].T + b[k]))
+        rs.append(logistic(us[-1]))
+    slope = lambda u: logistic(u) * (1 - logistic(u))  # noqa: E731
+    delta = slope(us[-1]) * (u_trgt - us[-1])
+    dW, db = [None] * N, [None] * N
+    for k in reversed(range(N)):
+        dW[k] = att[k] * delta.T @ rs[k] / len(x)
+        db[k] = att[k] * delta.mean(0)
+        if k:
+            delta = slope(us[k - 1]) * ((att[k] * delta) @ B[k - 1].T)
+    return dW, db
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_feedback_alignment_updates_match_a_numpy_reference(name: str) -> None:
+    """backprop_updates(feedback_alignment=True) sends the error down through the fixed B_k instead of
+    W_{k+1}ᵀ (docs/model.md §5): equal to a float64 NumPy oracle for random B, different from backprop
+    below the output, and equal to backprop when B_k = W_{k+1}ᵀ."""
+    from microcircuit.backprop import backprop_updates
+
+    sizes = SIZES[name]
+    model = _model(sizes, bias=True)
+    x, t = _data(sizes)
+    with jax.enable_x64(True):
+        w = init_weights(model.network, model.conductances, jax.random.key(4), "float64")
+        fa = backprop_updates(model, w, jnp.asarray(x), jnp.asarray(t), feedback_alignment=True)
+        bp = backprop_updates(model, w, jnp.asarray(x), jnp.asarray(t))
+        symmetric = w._replace(B=tuple(Wk.T for Wk in w.W[1:]))
+        fa_sym = backprop_updates(model, symmetric, jnp.asarray(x), jnp.asarray(t), feedback_alignment=True)
+    dW, db = _feedback_alignment_numpy(model, [np.asarray(a) for a in w.W], [np.asarray(a) for a in w.b],
+                                       [np.asarray(a) for a in w.B], x, t)
+    for k, (a, ref) in enumerate(zip((*fa[0], *fa[1]), (*dW, *db), strict=True)):
+        assert np.max(np.abs(ref)) > 1e-6, k
+        np.testing.assert_allclose(np.asarray(a), ref, rtol=1e-10, atol=1e-14, err_msg=str(k))
+    N = len(sizes) - 1
+    np.testing.assert_allclose(np.asarray(fa[0][N - 1]), np.asarray(bp[0][N - 1]), rtol=1e-12)  # output: same
+    for k in range(N - 1):
+        assert not np.allclose(np.asarray(fa[0][k]), np.asarray(bp[0][k])), k
+    for a, c in zip(jax.tree.leaves(fa_sym), jax.tree.leaves(bp), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-12, atol=1e-15)

@@ -393,7 +393,7 @@ FIG2 = [
     "--set", "schedule.n_test=5",
     "--no-progress",
 ]  # fmt: skip
-FIG2_TREES = ("weights", "traces", "state", "shallow", "backprop")
+FIG2_TREES = ("weights", "traces", "state", "shallow", "backprop", "feedback_alignment")
 
 
 @pytest.fixture(scope="module")

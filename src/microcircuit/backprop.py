@@ -3,7 +3,9 @@
 u⁻_k = g_B/(g_lk+g_B+g_A) · v_B,k for hidden layers and u⁻_N = g_B/(g_lk+g_B) · v_B,N, with
 v_B,k = W_k r⁻_{k−1} (+ b_k) and r⁻_0 = x. Backprop propagates an output error down through this
 network by a vector–Jacobian product: by default the circuit's own e_N = D_N (u_trgt − u⁻_N), or the
-negative gradient of another loss on the output (``LOSSES``, docs/model.md §5).
+negative gradient of another loss on the output (``LOSSES``, docs/model.md §5). Feedback alignment
+(Lillicrap et al. 2016) is the same product with the error sent from layer k+1 to layer k through a fixed
+matrix B_k in place of W_{k+1}ᵀ (``feedback``).
 """
 
 from __future__ import annotations
@@ -27,15 +29,37 @@ Arrays = tuple[jax.Array, ...]
 LOSSES = BACKPROP_LOSSES
 
 
-def feedforward(model: Model, W: Arrays, b: Arrays, x: jax.Array) -> Arrays:
-    """u⁻_1..u⁻_N for inputs x (B, n_0), docs/model.md §5 (apical compartments silent, no target)."""
+@jax.custom_vjp
+def _fed_back(r: jax.Array, W: jax.Array, B: jax.Array) -> jax.Array:
+    """r Wᵀ, whose cotangent reaches r through the feedback matrix B (n_in, n_out) instead of through Wᵀ:
+    the one place where feedback alignment differs from backprop (docs/model.md §5)."""
+    return r @ W.T
+
+
+def _fed_back_fwd(r: jax.Array, W: jax.Array, B: jax.Array) -> tuple[jax.Array, tuple]:
+    return r @ W.T, (r, B)
+
+
+def _fed_back_bwd(res: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    r, B = res
+    return g @ B.T, g.T @ r, jnp.zeros_like(B)
+
+
+_fed_back.defvjp(_fed_back_fwd, _fed_back_bwd)
+
+
+def feedforward(model: Model, W: Arrays, b: Arrays, x: jax.Array, feedback: Arrays | None = None) -> Arrays:
+    """u⁻_1..u⁻_N for inputs x (B, n_0), docs/model.md §5 (apical compartments silent, no target). With
+    ``feedback`` = (B_1 .. B_{N−1}) the values are the same, but a vector–Jacobian product sends the error
+    from layer k+1 to layer k through B_k rather than W_{k+1}ᵀ (feedback alignment)."""
     g, t = model.conductances, model.network.transfer
     N = len(W)
     r = x
     us = []
     for i in range(N):
         att = g.basal_output if i == N - 1 else g.basal_hidden
-        v = r @ W[i].T + (b[i] if model.network.bias else 0.0)
+        drive = r @ W[i].T if feedback is None or i == 0 else _fed_back(r, W[i], feedback[i - 1])
+        v = drive + (b[i] if model.network.bias else 0.0)
         u = att * v
         us.append(u)
         r = phi(t, u)
@@ -57,13 +81,15 @@ def output_error(model: Model, u_N: jax.Array, u_trgt: jax.Array, loss: str = "c
 
 
 def backprop_updates(model: Model, w: Weights, x: jax.Array, u_trgt: jax.Array,
-                     loss: str = "circuit") -> tuple[Arrays, Arrays]:
+                     loss: str = "circuit", feedback_alignment: bool = False) -> tuple[Arrays, Arrays]:
     """Backprop's update direction for (W_k, b_k), batch-averaged: the vjp of u⁻_N seeded with
     :func:`output_error` (by default e_N = D_N (u_trgt − u⁻_N), docs/model.md §5; note the D_N).
-    Returns (dW, db), each W-shaped."""
+    With ``feedback_alignment`` the error reaches layer k through the fixed ``w.B[k−1]`` instead of
+    W_{k+1}ᵀ (Lillicrap et al. 2016; docs/model.md §5). Returns (dW, db), each W-shaped."""
+    feedback = tuple(w.B) if feedback_alignment else None
 
     def out(W: Arrays, b: Arrays) -> jax.Array:
-        return feedforward(model, W, b, x)[-1]
+        return feedforward(model, W, b, x, feedback)[-1]
 
     u_N, vjp = jax.vjp(out, w.W, w.b)
     e_N = output_error(model, u_N, u_trgt, loss)

@@ -73,7 +73,7 @@ FIG2_SPEEDUP = 100.0
 
 def fig2(quick: bool = False) -> Config:
     """Fig. 2 at the paper's learning rates: regression of a student 30-50-10 on a teacher 30-20-10, 4 seeds
-    × 100,000 trials; microcircuit, shallow learner, backprop."""
+    × 100,000 trials; microcircuit, shallow learner, backprop, feedback alignment."""
     return Config(
         name="fig2-quick" if quick else "fig2",
         experiment="regression",

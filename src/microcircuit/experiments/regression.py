@@ -9,13 +9,15 @@ speeds them up, see ``presets.FIG2_SPEEDUP``) under noise σ = 0.3. On the same 
 and noise, two baselines: the shallow learner (the same circuit with the hidden bottom-up weights W_1
 frozen, so only the output's W_2 learns the task; the lateral rules still run) and a backprop-trained
 feed-forward network of the student's shape (docs/model.md §5's network and output error, plain SGD, one
-step per trial of the size rule (7) takes for weak nudging: η_k · duration · λ_N·λ_A^{N−k}·c_k).
+step per trial of the size rule (7) takes for weak nudging: η_k · duration · λ_N·λ_A^{N−k}·c_k), and the
+same network trained by feedback alignment (the error sent down through the student's fixed B_k instead of
+W_{k+1}ᵀ, the same steps), the rule the circuit approximates when B is random.
 
 Every ``schedule.segment`` trials all three are tested on ``schedule.n_test`` held-out inputs at σ = 0,
 no target, after ``schedule.settle`` ms: squared error of the output rates against the teacher's; the
 self-prediction mismatches ‖v_A‖² and ‖u_{k+1} − u^I_k‖² (the state must emerge); the angle between
-W_{k+1} and B_kᵀ (feedback alignment; the paper saw about 45°). ``n_seeds`` seeds (student, teacher,
-data and noise) run together as one vmapped ensemble.
+W_{k+1} and B_kᵀ, for the circuit and for feedback alignment (the paper saw about 45°). ``n_seeds``
+seeds (student, teacher, data and noise) run together as one vmapped ensemble.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def unused(cfg: Config) -> tuple[str, ...]:
     return ("training", "init_from", "record", "stimulus.kind")
 
 TEACHER_GAINS = (2.0, 10.0)  # u_trgt = 10·W2ᵗ φ(2·W1ᵗ x) (docs/model.md §7)
-LEARNERS = ("microcircuit", "shallow", "backprop")
+LEARNERS = ("microcircuit", "shallow", "backprop", "feedback_alignment")
+FEEDFORWARD = ("backprop", "feedback_alignment")  # learners trained by _sgd, not simulated
 
 
 def teacher_potential(t_W: tuple[np.ndarray, ...], cfg: Config, x: np.ndarray) -> np.ndarray:
@@ -70,11 +73,12 @@ def teacher_potential(t_W: tuple[np.ndarray, ...], cfg: Config, x: np.ndarray) -
 
 def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
         echo: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The three learners side by side, segment by segment, through
+    """The four learners side by side, segment by segment, through
     :func:`~microcircuit.experiments.common.segmented_run`: checkpoints at segment boundaries hold the
     microcircuit's ensemble weights, traces and state (trees ``weights``, ``traces``, ``state``), the
-    shallow learner's (tree ``shallow``) and backprop's W, b (tree ``backprop``), the seeds' keys and the
-    metric rows, so ``--resume`` continues bit for bit; SIGINT/SIGTERM and divergence as in docs/runs.md."""
+    shallow learner's (tree ``shallow``), backprop's and feedback alignment's W, b (trees ``backprop``,
+    ``feedback_alignment``), the seeds' keys and the metric rows, so ``--resume`` continues bit for bit;
+    SIGINT/SIGTERM and divergence as in docs/runs.md."""
     st, sch = cfg.stimulus, cfg.schedule
     N = cfg.network.depth
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
@@ -87,13 +91,13 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
     task = _Task(cfg, seeds)
     x_test, u_test = task.data([2], sch.n_test)
     test = _Evaluator(model, x_test, np.asarray(phi(cfg.network.transfer, jnp.asarray(u_test))), sch.settle)
-    # The backprop reference: SGD on docs/model.md §5's network; per trial the step that rule (7) takes in the
-    # weak-nudging limit, η_k · duration · λ_N·λ_A^{N−k}·c_k (backprop.update_scale).
+    # The backprop and feedback-alignment references: SGD on docs/model.md §5's network; per trial the step that
+    # rule (7) takes in the weak-nudging limit, η_k · duration · λ_N·λ_A^{N−k}·c_k (backprop.update_scale).
     lrs = tuple(eta * st.duration * c for eta, c in zip(model.plasticity.eta_W, update_scale(model.conductances, N),
                                                           strict=True))
     circuit0 = {"weights": w0, "traces": jax.vmap(zero_traces)(w0),
                 "state": stack([init_state(cfg.network, 1, model.simulation.dtype, model.simulation.prospective)] * S)}
-    carry0 = {**circuit0, "shallow": circuit0, "backprop": {"W": w0.W, "b": w0.b}}
+    carry0 = {**circuit0, "shallow": circuit0, **{name: {"W": w0.W, "b": w0.b} for name in FEEDFORWARD}}
 
     def advance(seg: Segment, c: dict[str, Any], on_chunk: Callable[[int], None]) -> tuple[dict[str, Any], dict]:
         """Every learner through the segment's trials, on the same inputs, targets, initial weights and noise."""
@@ -107,18 +111,23 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
             except DivergenceError as e:
                 raise _in_run(e, seg.t0, f"the {name} ensemble") from None
             out[name] = {"weights": sol.weights, "traces": sol.traces, "state": sol.state}
-        W, b = _sgd(model, c["backprop"]["W"], c["backprop"]["b"], jnp.asarray(x), jnp.asarray(u), lrs)
-        for i, a in enumerate((*W, *b)):
-            if not bool(jnp.all(jnp.isfinite(a))):
-                kind, layer = ("W", i + 1) if i < len(W) else ("b", i - len(W) + 1)
-                raise DivergenceError(kind, layer, seg.t0 + seg.count * st.duration,
-                                      "of the backprop baseline became NaN/Inf")
-        return {**out["microcircuit"], "shallow": out["shallow"], "backprop": {"W": W, "b": b}}, {}
+        for name in FEEDFORWARD:
+            W, b = _sgd(model, c[name]["W"], c[name]["b"], w0.B, jnp.asarray(x), jnp.asarray(u), lrs,
+                        name == "feedback_alignment")
+            for i, a in enumerate((*W, *b)):
+                if not bool(jnp.all(jnp.isfinite(a))):
+                    kind, layer = ("W", i + 1) if i < len(W) else ("b", i - len(W) + 1)
+                    raise DivergenceError(kind, layer, seg.t0 + seg.count * st.duration,
+                                          f"of the {name.replace('_', ' ')} baseline became NaN/Inf")
+            out[name] = {"W": W, "b": b}
+        return {**out.pop("microcircuit"), **out}, {}
 
     def evaluate(c: dict[str, Any]) -> dict[str, Any]:
         """Per learner and seed (lists over seeds: the rows are the same in memory and after a resume)."""
         metrics = {"microcircuit": test.circuit(c["weights"]), "shallow": test.circuit(c["shallow"]["weights"]),
-                   "backprop": test.feedforward(c["backprop"]["W"], c["backprop"]["b"])}
+                   "backprop": test.feedforward(c["backprop"]["W"], c["backprop"]["b"]),
+                   "feedback_alignment": test.feedforward(c["feedback_alignment"]["W"], c["feedback_alignment"]["b"],
+                                                          w0.B)}
         return {f"{name}_{k}": np.asarray(v).tolist() for name in LEARNERS for k, v in metrics[name].items()}
 
     def describe(row: dict[str, Any]) -> str:
@@ -126,7 +135,7 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
         for name in LEARNERS:
             parts = "  ".join(f"{k.removeprefix(name + '_')}={np.mean(v):.4g}" for k, v in row.items()
                               if k.startswith(name + "_"))
-            lines.append(f"{name:12s} trials={row['patterns']}  {parts}  (means over seeds)")
+            lines.append(f"{name:18s} trials={row['patterns']}  {parts}  (means over seeds)")
         return "\n".join(lines)
 
     spp = round(st.duration / model.simulation.dt)
@@ -231,9 +240,14 @@ class _Evaluator:
             out[f"angle_{k + 1}"] = np.asarray(jax.vmap(lambda a, b: angle(a, b.T))(w.W[k + 1], w.B[k]))
         return out
 
-    def feedforward(self, W: tuple[jax.Array, ...], b: tuple[jax.Array, ...]) -> dict[str, np.ndarray]:
+    def feedforward(self, W: tuple[jax.Array, ...], b: tuple[jax.Array, ...],
+                    B: tuple[jax.Array, ...] | None = None) -> dict[str, np.ndarray]:
+        """Per seed: test error of a feed-forward learner; with its feedback matrices ``B``, the W/B angles."""
         u = jax.vmap(lambda W, b, x: feedforward(self.model, W, b, x)[-1])(W, b, jnp.asarray(self.x))
-        return {"test_error": self._error(u)}
+        out = {"test_error": self._error(u)}
+        for k in range(len(B or ())):
+            out[f"angle_{k + 1}"] = np.asarray(jax.vmap(lambda a, b: angle(a, b.T))(W[k + 1], B[k]))
+        return out
 
     def _error(self, u_out: jax.Array) -> np.ndarray:
         """Mean over test inputs and output neurons of (r_N − r_trgt)², per seed."""
@@ -241,15 +255,18 @@ class _Evaluator:
         return np.asarray(jnp.mean((r - self.r) ** 2, axis=(1, 2)))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5))
-def _sgd(model: Model, W: tuple, b: tuple, x: jax.Array, u: jax.Array, lrs: tuple[float, ...]) -> tuple:
+@functools.partial(jax.jit, static_argnums=(0, 6, 7))
+def _sgd(model: Model, W: tuple, b: tuple, B: tuple, x: jax.Array, u: jax.Array, lrs: tuple[float, ...],
+         feedback_alignment: bool) -> tuple:
     """Every seed (leading axis) at once, one SGD step per trial: W_k += lr_k · backprop's update of
-    docs/model.md §5 (:func:`microcircuit.backprop.backprop_updates`) for that trial's input and target."""
+    docs/model.md §5 (:func:`microcircuit.backprop.backprop_updates`) for that trial's input and target,
+    or with ``feedback_alignment`` the same update with the error sent down through the fixed B."""
 
-    def member(W: tuple, b: tuple, x: jax.Array, u: jax.Array) -> tuple:
+    def member(W: tuple, b: tuple, B: tuple, x: jax.Array, u: jax.Array) -> tuple:
         def trial(c: tuple, xu: tuple) -> tuple:
             W, b = c
-            dW, db = backprop_updates(model, Weights(W, b, (), (), (), ()), xu[0][None], xu[1][None])
+            dW, db = backprop_updates(model, Weights(W, b, B, (), (), ()), xu[0][None], xu[1][None],
+                                      feedback_alignment=feedback_alignment)
             W = tuple(a + lr * d for a, d, lr in zip(W, dW, lrs, strict=True))
             if model.network.bias:
                 b = tuple(a + lr * d for a, d, lr in zip(b, db, lrs, strict=True))
@@ -257,7 +274,7 @@ def _sgd(model: Model, W: tuple, b: tuple, x: jax.Array, u: jax.Array, lrs: tupl
 
         return jax.lax.scan(trial, (W, b), (x, u))[0]
 
-    return jax.vmap(member)(W, b, x, u)
+    return jax.vmap(member)(W, b, B, x, u)
 
 
 def _summarise(curves: dict[str, np.ndarray], trials: np.ndarray, seeds: list[int], lrs: tuple[float, ...],
@@ -276,6 +293,9 @@ def _summarise(curves: dict[str, np.ndarray], trials: np.ndarray, seeds: list[in
         c = curves[f"microcircuit_{key}"]
         s[f"{key}_start"], s[f"{key}_end"] = float(np.mean(c[0])), float(np.mean(c[-1]))
     s["angle_1_end_per_seed"] = curves["microcircuit_angle_1"][-1].tolist()
+    fa = curves["feedback_alignment_angle_1"]
+    s["feedback_alignment_angle_1_start"] = float(np.mean(fa[0]))
+    s["feedback_alignment_angle_1_end"] = float(np.mean(fa[-1]))
 
     def ms(key: str) -> str:
         e = curves[key][-1]
@@ -283,7 +303,8 @@ def _summarise(curves: dict[str, np.ndarray], trials: np.ndarray, seeds: list[in
 
     s["headline"] = [
         f"test error after {s['trials']} trials (mean ± sd over {len(seeds)} seeds): microcircuit "
-        f"{ms('microcircuit_test_error')}, shallow {ms('shallow_test_error')}, backprop {ms('backprop_test_error')}; "
+        f"{ms('microcircuit_test_error')}, shallow {ms('shallow_test_error')}, backprop {ms('backprop_test_error')}, "
+        f"feedback alignment {ms('feedback_alignment_test_error')}; "
         f"microcircuit below shallow in {s['microcircuit_beats_shallow_seeds']}/{len(seeds)} seeds "
         f"({s['shallow_over_microcircuit']:.2f}x lower on average)",
         f"self-prediction emerges: uncancelled top-down ‖v_A‖²/‖B r_2‖² {s['apical_relative_1_start']:.3g} -> "
@@ -292,7 +313,9 @@ def _summarise(curves: dict[str, np.ndarray], trials: np.ndarray, seeds: list[in
         f"{s['PI_distance_1_start']:.2f}, {s['IP_distance_1_start']:.2f} -> {s['PI_distance_1_end']:.2f}, "
         f"{s['IP_distance_1_end']:.2f}",
         f"feedback alignment: angle(W_2, B_1ᵀ) {s['angle_1_start']:.0f}° -> {s['angle_1_end']:.0f}° "
-        f"(per seed {', '.join(f'{a:.0f}°' for a in s['angle_1_end_per_seed'])}; paper: about 45°)",
+        f"(per seed {', '.join(f'{a:.0f}°' for a in s['angle_1_end_per_seed'])}; paper: about 45°); "
+        f"feed-forward feedback alignment {s['feedback_alignment_angle_1_start']:.0f}° -> "
+        f"{s['feedback_alignment_angle_1_end']:.0f}°",
     ]
     return s
 
@@ -316,6 +339,7 @@ def _figures(run_dir: RunDir, curves: dict[str, np.ndarray], trials: np.ndarray,
     band(ax, "microcircuit_test_error", "C0", "microcircuit", seeds=True)
     band(ax, "shallow_test_error", "C1", "shallow learner (W_1 frozen)", seeds=True)
     band(ax, "backprop_test_error", "0.4", "backprop (reference)", "--", seeds=True)
+    band(ax, "feedback_alignment_test_error", "C4", "feedback alignment (reference)", "--", seeds=True)
     ax.set_yscale("log")
     ax.set_xlabel("training trials")
     ax.set_ylabel("test error (output rates, σ = 0)")
@@ -334,7 +358,8 @@ def _figures(run_dir: RunDir, curves: dict[str, np.ndarray], trials: np.ndarray,
     ax.legend(fontsize=8)
     ax = axes[2]
     for k in range(1, N):
-        band(ax, f"microcircuit_angle_{k}", "C2", f"∠(W_{k + 1}, B_{k}ᵀ)")
+        band(ax, f"microcircuit_angle_{k}", "C2", f"∠(W_{k + 1}, B_{k}ᵀ), microcircuit")
+        band(ax, f"feedback_alignment_angle_{k}", "C4", f"∠(W_{k + 1}, B_{k}ᵀ), feedback alignment", "--")
     ax.axhline(90, color="0.7", lw=0.5)
     ax.axhline(45, color="0.7", lw=0.5, ls=":")
     ax.set_ylim(0, 100)
