@@ -237,22 +237,23 @@ class _Evaluator:
             out[f"inter_error_{k + 1}"] = np.asarray(jnp.mean(jnp.sum((s.u[k + 1] - s.u_inter[k]) ** 2, -1), -1))
             out[f"PI_distance_{k + 1}"] = np.asarray(jax.vmap(dist)(w.PI[k], PI[k]))
             out[f"IP_distance_{k + 1}"] = np.asarray(jax.vmap(dist)(w.IP[k], IP[k]))
-            out[f"angle_{k + 1}"] = np.asarray(jax.vmap(lambda a, b: angle(a, b.T))(w.W[k + 1], w.B[k]))
-        return out
+        return {**out, **_angles(w.W, w.B)}
 
     def feedforward(self, W: tuple[jax.Array, ...], b: tuple[jax.Array, ...],
                     B: tuple[jax.Array, ...] | None = None) -> dict[str, np.ndarray]:
         """Per seed: test error of a feed-forward learner; with its feedback matrices ``B``, the W/B angles."""
         u = jax.vmap(lambda W, b, x: feedforward(self.model, W, b, x)[-1])(W, b, jnp.asarray(self.x))
-        out = {"test_error": self._error(u)}
-        for k in range(len(B or ())):
-            out[f"angle_{k + 1}"] = np.asarray(jax.vmap(lambda a, b: angle(a, b.T))(W[k + 1], B[k]))
-        return out
+        return {"test_error": self._error(u), **_angles(W, B or ())}
 
     def _error(self, u_out: jax.Array) -> np.ndarray:
         """Mean over test inputs and output neurons of (r_N − r_trgt)², per seed."""
         r = phi(self.model.network.transfer, u_out)
         return np.asarray(jnp.mean((r - self.r) ** 2, axis=(1, 2)))
+
+
+def _angles(W: tuple[jax.Array, ...], B: tuple[jax.Array, ...]) -> dict[str, np.ndarray]:
+    """Per seed (leading axis), the angle between W_{k+1} and B_kᵀ for every B_k given."""
+    return {f"angle_{k + 1}": np.asarray(jax.vmap(lambda a, b: angle(a, b.T))(W[k + 1], Bk)) for k, Bk in enumerate(B)}
 
 
 @functools.partial(jax.jit, static_argnums=(0, 6, 7))
