@@ -12,6 +12,10 @@ per image does not depend on which images), float32, after a warm-up call that c
     steady state     mnist (docs/model.md §6, one up/down pass per mini-batch of 10)
     backprop         mnist-backprop (SGD, mini-batch 10)
 
+``--scaling`` times instead the nets of the depth study (docs/scaling.md, preset ``scaling``) at 2 and 5 hidden
+layers of 256: the circuit with random and with transported feedback, backprop, feedback alignment and direct
+feedback alignment, each as a ratio to backprop on the same net.
+
 ``--levers`` adds the continuous-time levers of issue 6 (docs/results.md, "Presentation time, learning lag and
 step"), each a change to ``mnist-dynamics``: presentation time T and learning lag, dt (exponential integrator), the
 Euler integrator at dt = 0.1 ms, updates held over 4 steps, and mini-batch 32.
@@ -25,6 +29,7 @@ Run from the repository root:
     PYTHONPATH=src python benchmarks/bench_mnist.py            # ~2-3 min on 2 cores
     PYTHONPATH=src python benchmarks/bench_mnist.py --quick    # ~1 min
     PYTHONPATH=src python benchmarks/bench_mnist.py --levers   # ~5 min: the levers' cost too
+    PYTHONPATH=src python benchmarks/bench_mnist.py --scaling  # ~2 min: the depth study's methods
     PYTHONPATH=src python benchmarks/bench_mnist.py --batches 100,1000   # larger mini-batches (GPU)
 
 See docs/benchmarks.md for measured figures.
@@ -43,10 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from microcircuit.config import Config, apply_overrides
-from microcircuit.dynamics import init_state
 from microcircuit.experiments import mnist as mnist_exp
 from microcircuit.experiments.common import build
-from microcircuit.plasticity import zero_traces
+from microcircuit.methods import get_method
 from microcircuit.presets import get_preset
 from microcircuit.transfer import phi_inv
 
@@ -68,19 +72,13 @@ def _timer(cfg: Config, n_images: int):
     B = cfg.training.batch
     nb = n_images // B
     idx = jnp.asarray(np.arange(nb * B).reshape(nb, B) % x.shape[0], jnp.int32)
-    if cfg.training.method == "dynamics":
-        state, traces = init_state(model.network, B), zero_traces(w0)
+    method = get_method(cfg.training.method)
+    w_start, carry = method.init(cfg, model, w0)
+    lr = method.base_lr(cfg)
 
-        def go() -> None:
-            w, _, s = mnist_exp._dynamics_chunk(model, cfg, w0, traces, state, x, u_trgt, idx, 1.0, jax.random.key(0))
-            jax.block_until_ready((w, s))
-    else:
-        lr = jnp.asarray(cfg.training.lr_backprop if cfg.training.method == "backprop" else 1.0, jnp.float32)
-
-        def go() -> None:
-            w = mnist_exp.train_epoch(model, w0, x, u_trgt, idx, lr, method=cfg.training.method,
-                                      duration=cfg.stimulus.duration, n_passes=cfg.training.n_passes)
-            jax.block_until_ready(w)
+    def go() -> None:
+        w, c = method.train(cfg, model, w_start, carry, x, u_trgt, idx, lr, jax.random.key(0))
+        jax.block_until_ready((w, c))
 
     return go, nb * B
 
@@ -90,6 +88,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer images and repeats")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--levers", action="store_true", help="also time the continuous-time levers of issue 6")
+    ap.add_argument("--scaling", action="store_true", help="time the depth study's methods at 2 and 5 hidden layers")
     ap.add_argument("--batches", default="", metavar="N,N,...",
                     help="also time mnist-dynamics at these mini-batch sizes (e.g. 100,1000 on a GPU)")
     args = ap.parse_args()
@@ -115,6 +114,16 @@ def main() -> None:
             ("update_every 4", dyn, ["plasticity.update_every=4"], (1000, 300)),
             ("batch 32", dyn, ["training.batch=32"], (1024, 320)),
         ]
+    if args.scaling:
+        cases = []
+        for L in (2, 5):
+            net = [f"network.sizes=[784,{'256,' * L}10]"]
+            for label, arm in (("backprop", "training.method=backprop"),
+                               ("circuit, random B", "training.method=microcircuit"),
+                               ("circuit, transp. B", "training.feedback=transported"),
+                               ("feedback alignm.", "training.method=feedback_alignment"),
+                               ("direct FA", "training.method=direct_feedback_alignment")):
+                cases.append((f"{label} L={L}", "scaling", [*net, arm], (3000, 1000)))
     for i, b in enumerate(int(v) for v in args.batches.split(",") if v.strip()):
         if b < 1:
             ap.error(f"--batches: mini-batch sizes must be >= 1, got {b}")
@@ -138,21 +147,23 @@ def main() -> None:
         per = [t / n_img for t in times]
         rows.append((name, cfg, n_img, statistics.median(per), min(per), max(per)))
         print(f"  timed    {name}: {n_img} images x {repeats} (warm-up {warm:.1f} s)")
-    bp = next(r[3] for r in rows if r[0].startswith("backprop"))
     print()
     head = ("case", "steps/image", "ms/image", "min", "max", "s/epoch", "vs backprop")
-    print(f"{head[0]:<18}  {head[1]:>11}  {head[2]:>9}  {head[3]:>7}  {head[4]:>7}  {head[5]:>8}  {head[6]:>11}")
-    print("-" * 82)
+    print(f"{head[0]:<24}  {head[1]:>11}  {head[2]:>9}  {head[3]:>7}  {head[4]:>7}  {head[5]:>8}  {head[6]:>11}")
+    print("-" * 88)
     for name, cfg, _, med, lo, hi in rows:
+        depth = f" L={len(cfg.network.sizes) - 2}" if args.scaling else ""  # backprop of the same net
+        bp = next(r[3] for r in rows if r[0].startswith("backprop") and r[0].endswith(depth))
         steps = (round(cfg.stimulus.duration / cfg.simulation.dt) / cfg.training.batch
                  if cfg.training.method == "dynamics" else float("nan"))
         st = "-" if steps != steps else f"{steps:.1f}" if steps >= 1 else f"{steps:.3f}"
-        print(f"{name:<18}  {st:>11}  {1e3 * med:9.3f}  {1e3 * lo:7.3f}  {1e3 * hi:7.3f}  {EPOCH * med:8.1f}  "
+        print(f"{name:<24}  {st:>11}  {1e3 * med:9.3f}  {1e3 * lo:7.3f}  {1e3 * hi:7.3f}  {EPOCH * med:8.1f}  "
               f"{med / bp:10.2f}x")
     print()
-    dyn = next(r[3] for r in rows if r[0] == "dynamics B=10")
-    le = next(r[3] for r in rows if r[0] == "prospective B=10")
-    print(f"prospective (mnist-dynamics-le) is {dyn / le:.2f}x faster per image than mnist-dynamics (same run)")
+    if not args.scaling:
+        dyn = next(r[3] for r in rows if r[0] == "dynamics B=10")
+        le = next(r[3] for r in rows if r[0] == "prospective B=10")
+        print(f"prospective (mnist-dynamics-le) is {dyn / le:.2f}x faster per image than mnist-dynamics (same run)")
     print("ms/image: median over repeats (min, max alongside); s/epoch = 55,000 x median; steps/image: Euler "
           "steps per image (a step advances the whole mini-batch).")
     print(f"  load     {' '.join(f'{v:.2f}' for v in os.getloadavg())} at end")

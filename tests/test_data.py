@@ -1,10 +1,12 @@
-"""Tests of the MNIST data layer (microcircuit.data). No network: all sources are synthetic files."""
+"""Tests of the data layer (microcircuit.data): MNIST, Fashion-MNIST, any image shape, `microcircuit data`. No
+network: all sources are synthetic files (CIFAR-10: test_cifar.py)."""
 
 from __future__ import annotations
 
 import functools
 import gzip
 import hashlib
+import importlib
 import io
 import os
 import struct
@@ -17,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from microcircuit import data
+from microcircuit.cli import main
 from microcircuit.data import (
     MNIST,
     DataError,
@@ -199,7 +203,8 @@ def test_load_wheel_and_sdist(tmp_path: Path, fake: MNIST) -> None:
 
 
 def test_repr_is_short(fake: MNIST) -> None:
-    assert repr(fake) == "MNIST(train=30, test=12)"
+    assert repr(fake) == "ImageData(train=30, test=12, image=28x28)"
+    assert MNIST is data.ImageData and fake.image_shape == (28, 28)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -759,8 +764,9 @@ def test_preprocess(fake: MNIST) -> None:
 def test_preprocess_rejects_bad_input(fake: MNIST) -> None:
     with pytest.raises(ValueError, match="uint8"):
         preprocess(fake.x_train.astype(np.float32), fake.y_train)
-    with pytest.raises(ValueError, match="shape"):
-        preprocess_images(np.zeros((3, 27, 28), np.uint8))
+    for shape in ((3,), (3, 0), (3, 28, 0)):
+        with pytest.raises(ValueError, match="shape"):
+            preprocess_images(np.zeros(shape, np.uint8))
     with pytest.raises(ValueError, match="0-9"):
         one_hot_targets(np.array([3, 10]))
     with pytest.raises(ValueError, match="1-D integer"):
@@ -774,3 +780,242 @@ def test_public_names_exported() -> None:
         assert hasattr(data, name), name
     assert issubclass(DataError, ValueError) and issubclass(FetchError, DataError)
     assert os.fspath(data.default_cache_dir())
+
+
+# ------------------------------------------------------------------------------------------------------
+# Any image shape: container, preprocessing, split
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_preprocess_any_image_shape() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, size=(6, 32, 32, 3), dtype=np.uint8)
+    y = np.array([0, 4, 1, 2, 3, 4], np.uint8)
+    images, targets = preprocess(x, y, r_low=0.0, r_high=1.0)
+    assert images.shape == (6, 3072) and images.dtype == np.float32
+    np.testing.assert_array_equal(images, x.reshape(6, -1) / np.float32(255))
+    assert targets.shape == (6, 5)  # classes from the labels: max label + 1
+    np.testing.assert_array_equal(targets, np.eye(5, dtype=np.float32)[y])
+    assert preprocess(x, y, n_classes=10)[1].shape == (6, 10)
+    assert preprocess(x[:2], np.zeros(2, np.uint8))[1].shape == (2, 2)  # at least 2
+    assert preprocess_images(np.zeros((2, 5), np.uint8)).shape == (2, 5)
+    with pytest.raises(ValueError, match="0-9"):
+        preprocess(x, np.full(6, 10), n_classes=10)
+
+
+def test_infer_n_classes() -> None:
+    assert data.infer_n_classes(np.array([0, 3]), np.array([9])) == 10
+    assert data.infer_n_classes(np.array([], np.uint8)) == 2
+    assert data.infer_n_classes() == 2
+    with pytest.raises(ValueError, match="integers"):
+        data.infer_n_classes(np.array([0.5]))
+
+
+def test_make_image_data_any_shape() -> None:
+    rng = np.random.default_rng(2)
+    arrays = {"x_train": rng.integers(0, 256, (5, 4, 3, 2), dtype=np.uint8), "y_train": np.arange(5),
+              "x_test": rng.integers(0, 256, (2, 4, 3, 2), dtype=np.uint8), "y_test": np.array([1, 300 - 299])}
+    d = data.make_image_data(arrays, "src")
+    assert isinstance(d, data.ImageData) and d.image_shape == (4, 3, 2) and d.y_train.dtype == np.uint8
+    train, val, test = paper_split(d, n_validation=2)
+    assert (train.n, val.n, test.n) == (3, 2, 2)
+    np.testing.assert_array_equal(val.x, arrays["x_train"][3:])
+    with pytest.raises(DataError, match=r"src: test images have shape \(4, 3\)"):
+        data.make_image_data({**arrays, "x_test": np.zeros((2, 4, 3), np.uint8)}, "src")
+    with pytest.raises(DataError, match="src: y_train holds labels outside 0-3"):
+        data.make_image_data(arrays, "src", n_classes=4)
+    with pytest.raises(DataError, match=r"expected \(n, 28, 28\)"):
+        data.make_image_data(arrays, "src", image_shape=(28, 28))
+    with pytest.raises(DataError, match="at least one pixel"):
+        data.make_image_data({**arrays, "x_train": np.zeros(5, np.uint8)}, "src")
+
+
+# ------------------------------------------------------------------------------------------------------
+# Fashion-MNIST (synthetic files; the search path's folders are all under tmp_path)
+# ------------------------------------------------------------------------------------------------------
+
+fashion_mod = importlib.import_module("microcircuit.data.fashion")
+
+
+@pytest.fixture
+def places(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Path]:
+    """Fashion-MNIST's three places, all empty: the env var's folder, the cache folder, the Debian folder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(data.FASHION_MNIST_ENV_VAR, str(tmp_path / "env"))
+    monkeypatch.setattr(fashion_mod, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "debian")
+    return {"env": tmp_path / "env", "cache": tmp_path / "home" / ".cache" / "microcircuit" / "fashion-mnist",
+            "debian": tmp_path / "debian"}
+
+
+def test_fashion_search_order(places: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    fakes = {name: fake_mnist(seed=i) for i, name in enumerate(places)}
+    for name, folder in places.items():
+        write_idx_dir(folder, fakes[name], gz=True)
+    assert data.fashion_mnist_search_dirs() == list(places.values())
+    for name in places:  # each place in turn is the first one that holds the files
+        assert data.locate_fashion_mnist() == places[name]
+        monkeypatch.setattr(fashion_mod, "FASHION_MNIST_SHA256", hashes_of(fakes[name]))
+        assert_same(load("fashion-mnist"), fakes[name])
+        for f in places[name].iterdir():
+            f.unlink()
+    with pytest.raises(data.DataNotFoundError) as info:
+        load("fashion-mnist")
+    message = str(info.value)
+    assert "\n" not in message
+    for words in ("apt-get install dataset-fashion-mnist", "--set training.data=PATH",
+                  "microcircuit data fetch-fashion-mnist --from-file FOLDER", "train-images-idx3-ubyte.gz",
+                  *map(str, places.values())):
+        assert words in message, words
+
+
+def test_fashion_without_env_var(places: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(data.FASHION_MNIST_ENV_VAR)
+    assert data.fashion_mnist_search_dirs() == [places["cache"], places["debian"]]
+    assert data.fashion_mnist_cache_dir() == places["cache"]
+    monkeypatch.setenv(data.FASHION_MNIST_ENV_VAR, str(places["env"]))
+    assert data.fashion_mnist_cache_dir() == places["env"]
+
+
+def test_fashion_hash_mismatch_names_array(places: dict[str, Path], fake: MNIST) -> None:
+    write_idx_dir(places["debian"], fake, gz=True)
+    with pytest.raises(DataError, match=f"{places['debian']}: SHA-256 mismatch for x_train") as info:
+        load("fashion-mnist")
+    assert "Fashion-MNIST" in str(info.value)
+    assert_same(data.load_fashion_mnist(places["debian"], verify=False), fake)
+
+
+def test_fashion_partial_folder_is_an_error(places: dict[str, Path], fake: MNIST) -> None:
+    write_idx_dir(places["debian"], fake, gz=True)
+    write_idx_dir(places["env"], fake)["y_test"].unlink()  # the first place with any file is the one read
+    with pytest.raises(DataError, match=r"missing IDX file.*t10k-labels-idx1-ubyte") as info:
+        load("fashion-mnist")
+    assert str(places["env"]) in str(info.value)
+
+
+def test_fashion_folder_by_path(tmp_path: Path, fake: MNIST) -> None:
+    write_idx_dir(tmp_path / "fm", fake, gz=True)
+    assert_same(load(tmp_path / "fm"), fake)
+    assert_same(load(str(tmp_path / "fm")), fake)
+    with pytest.raises(DataError, match="not a folder"):
+        data.read_fashion_mnist(tmp_path / "fm" / "t10k-labels-idx1-ubyte.gz")
+
+
+def test_the_recorded_fashion_hashes_are_hex_digests() -> None:
+    assert set(data.FASHION_MNIST_SHA256) == set(KEYS)
+    assert all(len(h) == 64 and int(h, 16) >= 0 for h in data.FASHION_MNIST_SHA256.values())
+    assert not set(data.FASHION_MNIST_SHA256.values()) & set(data.MNIST_SHA256.values())
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist absent")
+def test_real_fashion_mnist_from_debian() -> None:
+    d = data.load_fashion_mnist(Path("/usr/share/datasets/fashion-mnist"))
+    assert d.x_train.shape == (60000, 28, 28) and d.x_test.shape == (10000, 28, 28)
+    assert d.y_train[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]  # ankle boot, T-shirt, T-shirt, dress, ...
+
+
+def test_fetch_fashion_copies_and_checks(places: dict[str, Path], tmp_path: Path, fake: MNIST) -> None:
+    src = write_idx_dir(tmp_path / "src", fake, gz=True)
+    cache = tmp_path / "cache"
+    (cache).mkdir()
+    (cache / "train-images.idx3-ubyte").write_bytes(b"stale")  # another spelling: removed
+    messages: list[str] = []
+    with pytest.raises(DataError, match="SHA-256 mismatch for x_train"):  # the published hashes by default
+        data.fetch_fashion_mnist(cache, from_file=tmp_path / "src")
+    assert sorted(p.name for p in cache.iterdir()) == ["train-images.idx3-ubyte"]  # nothing copied
+    got = data.fetch_fashion_mnist(cache, from_file=tmp_path / "src", expected_hashes=hashes_of(fake),
+                                   log=messages.append)
+    assert got == cache
+    assert sorted(p.name for p in cache.iterdir()) == sorted(p.name for p in src.values())
+    for p in src.values():
+        assert (cache / p.name).read_bytes() == p.read_bytes()
+    data.fetch_fashion_mnist(cache, from_file=tmp_path / "src", expected_hashes=hashes_of(fake),
+                             log=messages.append)
+    assert "already cached" in messages[-1]
+    with pytest.raises(DataError, match="not a folder"):
+        data.fetch_fashion_mnist(cache, from_file=src["x_test"], force=True)
+
+
+def test_fetch_fashion_from_debian_or_says_how(
+    places: dict[str, Path], monkeypatch: pytest.MonkeyPatch, fake: MNIST
+) -> None:
+    with pytest.raises(data.DataNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.fetch_fashion_mnist()
+    write_idx_dir(places["debian"], fake)  # uncompressed files are copied as they are
+    monkeypatch.setattr(fashion_mod, "FASHION_MNIST_SHA256", hashes_of(fake))
+    assert data.fetch_fashion_mnist() == places["env"]  # the env var names the cache folder when set
+    assert data.locate_fashion_mnist() == places["env"]
+    assert_same(load("fashion-mnist"), fake)
+
+
+# ------------------------------------------------------------------------------------------------------
+# microcircuit data ...
+# ------------------------------------------------------------------------------------------------------
+
+
+def cli(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def nothing_anywhere(places: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(data.CACHE_ENV_VAR, str(tmp_path / "mnist-cache"))
+    monkeypatch.setenv(data.CIFAR10_ENV_VAR, str(tmp_path / "cifar-cache"))
+
+
+@pytest.mark.usefixtures("nothing_anywhere")
+def test_cli_check_reports_missing_data_sets_and_exits_0() -> None:
+    r = cli("data", "check")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("mnist: full MNIST not found") and "fetch-mnist" in lines[0]
+    assert lines[1].startswith("fashion-mnist: Fashion-MNIST not found") and "apt-get install" in lines[1]
+    assert lines[2].startswith("cifar-10: CIFAR-10 not found") and "cifar-10-python.tar.gz" in lines[2]
+
+
+@pytest.mark.usefixtures("nothing_anywhere")
+def test_cli_check_found_data(places: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                              fake: MNIST) -> None:
+    write_idx_dir(places["debian"], fake, gz=True)
+    monkeypatch.setattr(fashion_mod, "FASHION_MNIST_SHA256", hashes_of(fake))
+    r = cli("data", "check", "fashion-mnist", "mnist-subset")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines() == [
+        f"fashion-mnist: found in {places['debian']} (Debian package dataset-fashion-mnist)",
+        "    train (30, 28, 28), test (12, 28, 28) uint8, 10 classes; SHA-256 of all four arrays match Fashion-MNIST",
+        "mnist-subset: found in the package (embedded)",
+        "    train (2000, 28, 28), test (1000, 28, 28) uint8, 10 classes; no published hashes for the subset",
+    ]
+    r = cli("data", "check", places["debian"])  # a path: which published data set it is, if any
+    assert r.exit_code == 0 and "match none of MNIST, Fashion-MNIST" in r.stdout
+    monkeypatch.setattr(fashion_mod, "FASHION_MNIST_SHA256", SUBSET_SHA256)
+    r = cli("data", "check", "fashion-mnist")  # found but not the published data: exit 2
+    assert r.exit_code == 2 and "SHA-256 of x_train, y_train, x_test, y_test do not match" in r.stdout
+
+
+def test_cli_check_malformed_path_exits_2(tmp_path: Path, fake: MNIST) -> None:
+    write_idx_dir(tmp_path / "bad", fake)["y_test"].write_bytes(b"\0\0\x08")
+    r = cli("data", "check", tmp_path / "bad", "mnist-subset")
+    assert r.exit_code == 2
+    first = r.stdout.splitlines()[0]
+    assert first.startswith(f"{tmp_path / 'bad'}: error: ") and "t10k-labels-idx1-ubyte" in first
+    assert "mnist-subset: found" in r.stdout  # the others are still reported
+    assert cli("data", "check", tmp_path / "nowhere").exit_code == 2
+
+
+def test_cli_fetch_fashion(places: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                           fake: MNIST) -> None:
+    r = cli("data", "fetch-fashion-mnist")
+    assert r.exit_code == 2 and r.stdout == ""
+    line = r.stderr.strip()
+    assert "\n" not in line and line.startswith("error: Fashion-MNIST not found")
+    assert "apt-get install dataset-fashion-mnist" in line and "--from-file FOLDER" in line
+    write_idx_dir(tmp_path / "src", fake, gz=True)
+    monkeypatch.setattr(fashion_mod, "FASHION_MNIST_SHA256", hashes_of(fake))
+    r = cli("data", "fetch-fashion-mnist", "--from-file", tmp_path / "src", "--cache-dir", tmp_path / "c")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[-1] == f"Fashion-MNIST ready in {tmp_path / 'c'}"
+    assert_same(data.load_fashion_mnist(tmp_path / "c"), fake)
+    (tmp_path / "src" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"junk")
+    r = cli("data", "fetch-fashion-mnist", "--from-file", tmp_path / "src", "--cache-dir", tmp_path / "d")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "t10k-labels-idx1-ubyte.gz" in r.stderr

@@ -81,6 +81,55 @@ def test_baselines_run_and_beat_chance(tmp_path, preset):
     assert summary["validation_error"] < 0.8, (preset, summary["validation_error"])  # chance: 0.9
 
 
+@pytest.mark.parametrize("arm", [["training.method=feedback_alignment"], ["training.method=direct_feedback_alignment"],
+                                 ["training.feedback=transported"], ["training.method=microcircuit"]])
+def test_scaling_arms_learn_and_report_per_layer_diagnostics(tmp_path, arm):
+    """Every arm of the depth study learns the subset above chance with the one-rate rule at 4 hidden layers,
+    logs the per-layer angle and norm ratio each epoch (the circuits also the apical residue and the
+    self-prediction distances) and puts the best epoch's in the summary; a circuit is run as a circuit after
+    training (training.settle_images)."""
+    sets = ["network.sizes=[784,40,30,30,20,10]", "training.n_train=1000", "training.n_validation=200",
+            "training.epochs=2", "training.probe=50", "training.lr=0.02", *arm]
+    circuit = "microcircuit" in arm[0] or "feedback=" in arm[0]
+    if circuit:
+        sets.append("training.settle_images=30")
+    cfg = apply_overrides(get_preset("scaling", quick=True), sets)
+    summary = mnist_exp.run(cfg, RunDir.create(tmp_path / "run"))
+    assert summary["validation_error"] < 0.8, summary["validation_error"]  # chance: 0.9
+    rows = [r for r in RunDir(tmp_path / "run").metrics() if "epoch" in r and "event" not in r]
+    assert len(rows) == 2
+    for r in rows:
+        assert len(r["angle"]) == len(r["norm_ratio"]) == 5
+        assert all(0 <= a <= 180 for a in r["angle"]) and all(n > 0 for n in r["norm_ratio"])
+        assert ("apical_residue" in r) == circuit and ("ip_distance" in r) == circuit
+    best = rows[summary["best_epoch"] - 1]
+    assert summary["angle_best"] == best["angle"] and summary["train_error"] == best["train_error_10k"]
+    if circuit:
+        assert len(summary["apical_residue_best"]) == 4
+        assert 0.0 <= summary["settle_fraction"] <= 1.0 and summary["settle_swing_max"] >= 0.0
+        assert summary["feedback"] == ("transported" if "transported" in arm[0] else "random")
+    else:
+        assert "settle_fraction" not in summary and summary["feedback"] is None
+
+
+def test_settings_an_arm_does_not_read_are_refused(tmp_path):
+    """The settle check is the circuit's, the per-layer rates are derived from training.lr: setting what the
+    method does not read is one line and exit 2 (docs/runs.md)."""
+    from click.testing import CliRunner
+
+    from microcircuit.cli import main
+
+    for sets, key in ((["training.method=backprop", "training.settle_images=10"], "training.settle_images"),
+                      (["plasticity.eta_W=0.1"], "plasticity.eta_W"),
+                      (["training.feedback=transported", "network.init.B=2.0"], "network.init.B"),
+                      (["training.method=backprop", "training.feedback=transported"], "training.feedback")):
+        args = ["run", "scaling", "--quick", "--out", str(tmp_path / "r"), "--no-progress"]
+        r = CliRunner().invoke(main, [*args, *(x for s in sets for x in ("--set", s))])
+        assert r.exit_code == 2, (sets, r.output)
+        assert key in r.output and len(r.output.strip().splitlines()) == 1, r.output
+        assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("preset", ["mnist", "mnist-dynamics"])
 def test_float64_runs_in_float64(tmp_path, preset):
     """simulation.dtype = float64 trains in float64 throughout (data, weights, saved best weights), with
@@ -114,7 +163,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch, preset):
     reference = mnist_exp.run(cfg, RunDir.create(tmp_path / "ref"))
 
     calls = {"n": 0}
-    name = "_dynamics_chunk" if preset == "mnist-dynamics" else "train_epoch"
+    name = "_train_chunk"
     real = getattr(mnist_exp, name)
 
     def interrupting(*args, **kwargs):  # SIGINT to ourselves in the middle of epoch 2
@@ -166,7 +215,7 @@ def test_resume_may_stop_at_a_checkpointed_epoch(tmp_path, monkeypatch):
     cfg3 = apply_overrides(get_preset("mnist", quick=True), TINY)
     cfg2 = apply_overrides(cfg3, ["training.epochs=2"])
     reference = mnist_exp.run(cfg2, RunDir.create(tmp_path / "ref"))
-    real = mnist_exp.train_epoch
+    real = mnist_exp._train_chunk
     calls = {"n": 0}
 
     def interrupting(*args, **kwargs):  # SIGINT in epoch 3 (30 mini-batches per epoch)
@@ -175,11 +224,11 @@ def test_resume_may_stop_at_a_checkpointed_epoch(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mnist_exp, "train_epoch", interrupting)
+    monkeypatch.setattr(mnist_exp, "_train_chunk", interrupting)
     monkeypatch.setattr(mnist_exp, "_CHUNK", 1)
     with pytest.raises(RunInterrupted):
         mnist_exp.run(cfg3, RunDir.create(tmp_path / "run"))
-    monkeypatch.setattr(mnist_exp, "train_epoch", real)
+    monkeypatch.setattr(mnist_exp, "_train_chunk", real)
     with pytest.raises(ConfigError, match=r"training\.epochs = 1, but .* holds 2 epochs"):
         mnist_exp.run(apply_overrides(cfg3, ["training.epochs=1"]), RunDir.create(tmp_path / "run", resume=True))
     cut = mnist_exp.run(cfg2, RunDir.create(tmp_path / "run", resume=True))

@@ -215,8 +215,9 @@ def test_grid_random_and_overrides(tmp_path: Path) -> None:
 def test_example_sweep_files_are_valid() -> None:
     examples = Path(__file__).resolve().parent.parent / "examples"
     assert {p.name for p in examples.glob("*.toml")} >= {"sweep-fig-s1.toml", "sweep-mnist.toml"}
-    for path in examples.glob("*.toml"):  # every value of every parameter is validated as a config
-        assert load_sweep(path).params, path
+    for path in examples.glob("*.toml"):  # every value of every parameter and case is validated as a config
+        spec = load_sweep(path)
+        assert spec.params or spec.cases, path
     spec = load_sweep(examples / "sweep-fig-s1.toml")
     assert len(expand(spec)) == 3 and spec.seeds == (0, 1, 2) and spec.executor.workers == 2
     # the MNIST search: on the validation split only, never the test set
@@ -249,6 +250,191 @@ def test_seeds_vmap_in_consecutive_groups_only_where_the_experiment_can(tmp_path
     cfg = spec.trial_config({}, 5, 3)
     assert (cfg.seed, cfg.n_seeds) == (5, 3)
     assert load_sweep(tmp_path / "s.toml", ["executor.vmap_seeds=false"]).executor.vmap_seeds is False
+
+
+# --------------------------------------------------------------------------------------------------
+# Case groups and [quick]
+
+CASES = """
+[[cases.net]]
+label = "small"
+"network.sizes" = [5, 4, 3]
+[[cases.net]]
+network.sizes = [5, 6, 3]
+"stimulus.high" = 1.5
+[[cases.stim]]
+label = "low"
+stimulus.low = 0.1
+[[cases.stim]]
+label = "mid"
+stimulus.low = 0.3
+"""
+
+
+def write_cases(path: Path, cases: str = CASES, params: str = "schedule.segment = [1, 2]", **kw: str) -> Path:
+    return write_sweep(path, extra=cases, params=params, **kw)
+
+
+def test_cases_run_as_a_product_before_the_params_grid(tmp_path: Path) -> None:
+    spec = load_sweep(write_cases(tmp_path / "s.toml"))
+    assert [g.name for g in spec.cases] == ["net", "stim"]
+    assert spec.varied_keys == ("network.sizes", "stimulus.high", "stimulus.low", "schedule.segment")
+    trials = expand(spec)
+    assert len(trials) == 2 * 2 * 2
+    # the first group varies slowest, the [params] grid fastest
+    assert [(t.cases["net"], t.cases["stim"], t.params["schedule.segment"]) for t in trials] == [
+        (0, 0, 1), (0, 0, 2), (0, 1, 1), (0, 1, 2), (1, 0, 1), (1, 0, 2), (1, 1, 1), (1, 1, 2)]
+    assert trials[0].params == {"network.sizes": (5, 4, 3), "stimulus.low": 0.1, "schedule.segment": 1}
+    assert trials[5].params == {"network.sizes": (5, 6, 3), "stimulus.high": 1.5, "stimulus.low": 0.1,
+                                "schedule.segment": 2}
+    assert trials[0].labels == {"net": "small", "stim": "low"} and trials[5].labels == {"stim": "low"}
+    cfg = spec.trial_config(trials[5].params, 1)
+    assert (cfg.network.sizes, cfg.stimulus.high, cfg.stimulus.low, cfg.schedule.segment, cfg.seed) == \
+        ((5, 6, 3), 1.5, 0.1, 2, 1)
+    # progress lines name a labelled alternative by its label, an unlabelled one by its values
+    assert spec.shown(trials[0].cases, trials[0].params) == {"net": "small", "stim": "low", "schedule.segment": 1}
+    assert spec.shown(trials[6].cases, trials[6].params) == {"stim": "mid", "network.sizes": (5, 6, 3),
+                                                             "stimulus.high": 1.5, "schedule.segment": 1}
+    # nested tables ([cases.net.network]-style keys) and quoted dotted keys are the same key
+    same = load_sweep(write_cases(tmp_path / "t.toml", CASES.replace('"network.sizes" = [5, 4, 3]',
+                                                                     "network = { sizes = [5, 4, 3] }")))
+    assert [t.params for t in expand(same)] == [t.params for t in trials]
+    # a grid of cases alone (no [params]) runs one trial per combination
+    assert len(expand(load_sweep(write_cases(tmp_path / "u.toml", params="")))) == 4
+
+
+def test_cases_are_recorded_in_trial_json_and_tables(tmp_path: Path) -> None:
+    from microcircuit.sweep import SweepDir, collect
+
+    spec = load_sweep(write_cases(tmp_path / "s.toml"))
+    folder = SweepDir.open(tmp_path / "out", spec, resume=False)
+    try:
+        for t in expand(spec):
+            folder.write_trial(t)
+    finally:
+        folder.release()
+    info = json.loads((tmp_path / "out" / "trials" / "trial-0005" / "trial.json").read_text())
+    assert info == {"trial": "trial-0005", "cases": {"net": 1, "stim": 0}, "labels": {"stim": "low"},
+                    "params": {"network.sizes": [5, 6, 3], "stimulus.high": 1.5, "stimulus.low": 0.1,
+                               "schedule.segment": 2}}
+    c = collect(spec, tmp_path / "out", plot=False)
+    trials = read_csv(c.trials_csv)
+    assert list(trials[0])[:7] == ["trial", "cases.net", "cases.stim", "network.sizes", "stimulus.high",
+                                   "stimulus.low", "schedule.segment"]
+    assert [(t["cases.net"], t["cases.stim"], t["stimulus.high"]) for t in trials[3:6]] == [
+        ("small", "mid", ""), ("net[1]", "low", "1.5"), ("net[1]", "low", "1.5")]
+    runs = read_csv(c.results_csv)
+    assert len(runs) == 16 and runs[0]["cases.net"] == "small" and runs[0]["status"] == "missing"
+
+
+CASE_ERRORS = [
+    ('[[cases.net]]\n"network.sizez" = [5, 4, 3]', "",
+     r"cases\.net\[0\]\.network\.sizez: unknown config key \(did you mean 'network\.sizes'\?\)"),
+    ('[[cases.net]]\n"network.sizes" = [5, 4, 3]\n[[cases.net]]\n"conductances.g_B" = -1.0', "",
+     r"cases\.net\[1\]\.conductances\.g_B: value -1\.0 is not valid: conductances\.g_B: must be > 0"),
+    ('[[cases.net]]\n"network.sizes" = [5, 4, 4, 3]\n[[cases.rate]]\n"plasticity.eta_IP" = [0.001]', "",
+     r"cases\.rate\[0\]\.plasticity\.eta_IP: value \[0\.001\] is not valid \(with cases\.net\[0\]\): "
+     r"plasticity\.eta_IP: needs 2 value"),
+    ('[[cases.stim]]\nstimulus.low = 0.1', "stimulus.low = [0.0, 0.2]",
+     r"params\.stimulus\.low: is also set by cases\.stim\[0\]: give each key either under \[params\] or"),
+    ('[[cases.a]]\nstimulus.low = 0.1\n[[cases.b]]\nstimulus.low = 0.2', "",
+     r"cases\.b\[0\]\.stimulus\.low: is also set by cases\.a: a key belongs to one case group"),
+    ("[cases]\nnet = 3", "", r"cases\.net: expected a non-empty array of tables"),
+    ('[[cases.net]]\nseed = 3', "", r"cases\.net\[0\]\.seed: cannot be set by a case: list the seeds"),
+    ('[[cases.net]]\nlabel = 3', "", r"cases\.net\[0\]\.label: expected a string"),
+    ('[[cases.s]]\nstimulus.low = 0.1\n[[cases.s]]\nstimulus.low = 0.1', "",
+     r"cases\.s\[1\]: sets the same values as cases\.s\[0\]"),
+    ('[[cases.s]]\nlabel = "x"\nstimulus.low = 0.1\n[[cases.s]]\nlabel = "x"', "",
+     r"cases\.s\[1\]\.label: 'x' already names cases\.s\[0\]"),
+]
+
+
+@pytest.mark.parametrize(("cases", "params", "message"), CASE_ERRORS)
+def test_case_errors_name_the_group_alternative_and_key(tmp_path: Path, cases: str, params: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(write_cases(tmp_path / "s.toml", cases, params=params))
+
+
+@pytest.mark.parametrize("kind", ["random", "optuna"])
+def test_cases_need_a_grid(tmp_path: Path, kind: str) -> None:
+    path = write_cases(tmp_path / "s.toml", search=f'kind = "{kind}"\nn_trials = 2')
+    with pytest.raises(ConfigError, match=rf"cases: a {kind} search draws each trial's values from \[params\] one "
+                                          r"key at a time; .* need search\.kind = 'grid'"):
+        load_sweep(path)
+
+
+def test_resuming_needs_the_same_cases(tmp_path: Path) -> None:
+    from microcircuit.sweep import SweepDir
+
+    out = tmp_path / "out"
+    SweepDir.open(out, load_sweep(write_cases(tmp_path / "s.toml")), resume=False).release()
+
+    def resume(text: str) -> None:
+        SweepDir.open(out, load_sweep(write_cases(tmp_path / "r.toml", text)), resume=True).release()
+
+    resume(CASES.replace('label = "low"', 'label = "lower"'))  # labels may change: the trials are the same
+    for text, where in [
+        (CASES.replace("stimulus.low = 0.3", "stimulus.low = 0.4"), "cases.stim"),
+        (CASES.split("[[cases.stim]]", 1)[0], "cases.stim"),  # a group less
+        ("[[cases.stim]]" + CASES.split("[[cases.stim]]", 1)[1] + CASES.split("[[cases.stim]]", 1)[0],
+         "cases_order"),  # the same groups in another order number the trials differently
+    ]:
+        with pytest.raises(ConfigError, match=rf"differs from the one the folder was started with in .*{where}"):
+            resume(text)
+    # a sweep without cases fingerprints as before
+    assert "cases" not in load_sweep(write_sweep(tmp_path / "plain.toml")).fingerprint()
+
+
+def test_the_case_example_of_the_docs_loads(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "sweeps.md").read_text(encoding="utf-8")
+    (example,) = [b for b in re.findall(r"^```toml\n(.*?)^```", text, re.S | re.M) if "[[cases." in b]
+    (tmp_path / "scaling.toml").write_text(example)
+    spec = load_sweep(tmp_path / "scaling.toml")
+    trials = expand(spec)
+    assert len(trials) == 8 and spec.seeds == (0, 1, 2)
+    assert [spec.shown(t.cases, t.params) for t in trials[:3]] == [
+        {"net": "L1", "arm": "backprop", "training.batch": 10}, {"net": "L1", "arm": "backprop", "training.batch": 20},
+        {"net": "L1", "arm": "circuit, transported B", "training.batch": 10}]
+    quick = load_sweep(tmp_path / "scaling.toml", quick=True)
+    assert (quick.name, quick.seeds, quick.config.training.epochs) == ("scaling-quick", (0,), 1)
+
+
+QUICK = '[quick]\nset = ["stimulus.n_patterns=2"]\nseeds = 1\n'
+
+
+def test_quick_applies_its_set_seeds_and_name(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path / "s.toml", extra=QUICK)
+    full = load_sweep(path)
+    assert (full.name, full.seeds, full.config.stimulus.n_patterns, full.quick) == ("tiny", (0, 1), 4, False)
+    quick = load_sweep(path, quick=True)
+    assert (quick.name, quick.seeds, quick.config.stimulus.n_patterns, quick.quick) == ("tiny-quick", (0,), 2, True)
+    assert quick.set[-1] == "stimulus.n_patterns=2"
+    # --set comes after [quick]'s set; keys of [quick] can be overridden like any key of the file
+    over = load_sweep(path, ["stimulus.n_patterns=3", "quick.name=smoke", "quick.seeds=[5, 6]"], quick=True)
+    assert (over.name, over.seeds, over.config.stimulus.n_patterns) == ("smoke", (5, 6), 3)
+    assert load_sweep(path, ["seeds=3"], quick=True).seeds == (0, 1, 2)  # the command line's seeds come first
+    with pytest.raises(ConfigError, match=r"^--quick: the sweep file has no \[quick\] table"):
+        load_sweep(write_sweep(tmp_path / "plain.toml"), quick=True)
+    # [quick] is checked whenever the file is read, its config keys only when it is applied
+    with pytest.raises(ConfigError, match=r"quick\.seds: unknown key \(did you mean 'quick\.seeds'\?\)"):
+        load_sweep(write_sweep(tmp_path / "b.toml", extra="[quick]\nseds = 1\n"))
+    bad = write_sweep(tmp_path / "c.toml", extra='[quick]\nset = ["stimulus.n_patern=2"]\n')
+    assert load_sweep(bad).name == "tiny"
+    with pytest.raises(ConfigError, match=r"quick\.set: stimulus\.n_patern: unknown key"):
+        load_sweep(bad, quick=True)
+
+
+def test_cli_quick_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path / "s.toml", extra=QUICK)
+    # the default folder follows the quick name
+    r = CliRunner().invoke(main, ["sweep", str(path), "--quick", "--collect"])
+    assert r.exit_code == 2 and r.output.strip() == f"error: {Path('sweeps') / 'tiny-quick'} holds no sweep (no " \
+                                                    "sweep.json)", r.output
+    plain = write_sweep(tmp_path / "p.toml")
+    r = CliRunner().invoke(main, ["sweep", str(plain), "--quick"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
+    assert r.output.startswith("error: --quick: the sweep file has no [quick] table"), r.output
 
 
 # --------------------------------------------------------------------------------------------------

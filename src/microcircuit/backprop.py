@@ -5,7 +5,8 @@ v_B,k = W_k r⁻_{k−1} (+ b_k) and r⁻_0 = x. Backprop propagates an output e
 network by a vector–Jacobian product: by default the circuit's own e_N = D_N (u_trgt − u⁻_N), or the
 negative gradient of another loss on the output (``LOSSES``, docs/model.md §5). Feedback alignment
 (Lillicrap et al. 2016) is the same product with the error sent from layer k+1 to layer k through a fixed
-matrix B_k in place of W_{k+1}ᵀ (``feedback``).
+matrix B_k in place of W_{k+1}ᵀ (``feedback``). Direct feedback alignment (Nøkland 2016) sends the output
+error to every hidden layer k at once through a fixed matrix D_k (``direct_feedback_updates``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from .config import BACKPROP_LOSSES, Conductances, Model
 from .network import Weights
 from .transfer import dphi, phi
 
-__all__ = ["LOSSES", "angle", "backprop_updates", "feedforward", "output_error", "update_scale"]
+__all__ = [
+    "LOSSES",
+    "angle",
+    "backprop_updates",
+    "direct_feedback_updates",
+    "feedforward",
+    "output_error",
+    "update_scale",
+]
 
 
 Arrays = tuple[jax.Array, ...]
@@ -95,6 +104,26 @@ def backprop_updates(model: Model, w: Weights, x: jax.Array, u_trgt: jax.Array,
     e_N = output_error(model, u_N, u_trgt, loss)
     dW, db = vjp(e_N / x.shape[0])
     return dW, db
+
+
+def direct_feedback_updates(model: Model, w: Weights, D: Arrays, x: jax.Array, u_trgt: jax.Array,
+                            loss: str = "circuit") -> tuple[Arrays, Arrays]:
+    """Direct feedback alignment (Nøkland 2016) on the feed-forward network of docs/model.md §5: the output
+    error e_N (:func:`output_error`) reaches hidden layer k through the fixed matrix ``D[k−1]`` (n_k, n_N),
+    δ_k = φ'(u⁻_k) ⊙ D_k e_N, δ_N = e_N, and ΔW_k = a_k δ_k r⁻_{k−1}ᵀ, Δb_k = a_k δ_k with a_k the
+    attenuation of layer k (as backprop's gradient carries it). Batch-averaged; returns (dW, db)."""
+    g, t = model.conductances, model.network.transfer
+    us = feedforward(model, w.W, w.b, x)
+    N = len(us)
+    e_N = output_error(model, us[-1], u_trgt, loss)
+    pre = (x, *(phi(t, u) for u in us[:-1]))
+    dW, db = [], []
+    for k in range(N):
+        att = g.basal_output if k == N - 1 else g.basal_hidden
+        delta = e_N if k == N - 1 else dphi(t, us[k]) * (e_N @ D[k].T)
+        dW.append(att * delta.T @ pre[k] / x.shape[0])
+        db.append(att * jnp.mean(delta, axis=0) if model.network.bias else jnp.zeros_like(w.b[k]))
+    return tuple(dW), tuple(db)
 
 
 def angle(a: jax.Array, b: jax.Array) -> jax.Array:

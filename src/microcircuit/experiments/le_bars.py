@@ -56,7 +56,8 @@ def unused(cfg: Config) -> tuple[str, ...]:
     """Settings this experiment does not read."""
     return ("training.method", "training.data", "training.batch", "training.n_passes", "training.n_validation",
             "training.n_train", "training.r_low", "training.r_high", "training.lr_backprop", "training.loss",
-            "training.rule9_state", "training.lr_decay", "training.eval_duration", "init_from", "record",
+            "training.rule9_state", "training.lr_decay", "training.eval_duration", "training.feedback", "training.lr",
+            "training.probe", "training.settle_images", "init_from", "record",
             "simulation.prospective", "stimulus.kind",
             "stimulus.n_patterns", "stimulus.batch", "stimulus.low", "stimulus.high", "stimulus.teacher_sizes",
             "schedule.n_test", "schedule.settle", "schedule.checkpoint_every", "schedule.keep_checkpoints")

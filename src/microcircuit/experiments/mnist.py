@@ -1,21 +1,17 @@
-"""Fig. 3: MNIST in the steady-state mode (docs/model.md §6, §7), its baselines, and in continuous time.
+"""Fig. 3: MNIST (and any image classification data set) in the steady-state mode (docs/model.md §6, §7),
+its baselines, and in continuous time.
 
 784-500-500-10 with logistic φ and biases, one-hot targets r ∈ {0.1, 0.8} nudging towards
 u_trgt = φ⁻¹(r), self-predicting initialisation, B and PI fixed, W and IP plastic, mini-batches of 10,
-validation after every epoch, the best epoch kept, test error at the end. ``training.method``:
-
-* ``microcircuit``: rules (7)–(10) at the swept steady state of §6 (the paper's scheme);
-* ``backprop``: the same feed-forward network (§5) trained by SGD on ``training.loss``;
-* ``dynamics``: the full dynamics of §2–§3 (:func:`microcircuit.simulate.simulate`): each mini-batch is
-  presented for ``stimulus.duration`` ms with its target on and plasticity always on, back to back,
-  the potentials carried from one mini-batch to the next; errors are read from the dynamics too
-  (``training.eval_duration`` ms from rest, no target, σ = 0).
+validation after every epoch, the best epoch kept, test error at the end. ``training.method`` picks how
+the network learns (:mod:`microcircuit.methods`: the circuit at its steady state or in continuous time,
+backprop, feedback alignment, direct feedback alignment); this module owns the data, the epochs,
+validation, the per-layer diagnostics, checkpoints and the run folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,30 +21,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..backprop import backprop_updates
+from ..backprop import angle, backprop_updates
 from ..checkpoint import checkpoint_path, load_latest, prune_checkpoints, save_checkpoint
 from ..config import Config, ConfigError, Model
 from ..data import load, paper_split, preprocess
-from ..dynamics import State, init_state
 from ..errors import DivergenceError, RunInterrupted
+from ..methods import Carry, Method, dynamic_error_rate, get_method, steady_error_rate
+from ..methods.circuit import apical_diagnostics
 from ..network import Weights, self_predicting_distance
 from ..nudging import check_targets
-from ..plasticity import zero_traces
+from ..rates import layer_gains
 from ..runs import RunDir, StopRequest, graceful_stop
-from ..simulate import Stream, precision, simulate
-from ..steady_state import predict, train_step
+from ..settling import settle_fraction
+from ..simulate import precision
 from ..transfer import phi_inv
-from .common import build, deterministic
+from .common import build
 
 __all__ = [
     "check",
     "dynamic_error_rate",
     "error_rate",
+    "layer_diagnostics",
     "load_best_weights",
     "load_split",
     "run",
     "stepped",
-    "train_epoch",
     "unused",
 ]
 
@@ -65,22 +62,16 @@ def unused(cfg: Config) -> tuple[str, ...]:
     out = ("init_from", "n_seeds", "record", "stimulus.kind", "stimulus.n_patterns", "stimulus.batch",
            "stimulus.low", "stimulus.high", "stimulus.teacher_sizes", "schedule.segment", "schedule.n_test",
            "schedule.settle")
-    method = cfg.training.method
-    if method != "dynamics":  # the steady-state sweeps and SGD never integrate the ODEs
-        out += ("simulation.dt", "simulation.integrator", "simulation.tau_0", "simulation.sigma",
-                "simulation.noise", "simulation.nudging", "simulation.E_exc", "simulation.E_inh",
-                "simulation.divergence_bound", "plasticity.tau_w", "plasticity.learning_lag",
-                "plasticity.update_every", "plasticity.defer", "training.eval_duration")
-    if method == "backprop":
-        out += ("plasticity.eta_W", "plasticity.eta_IP", "plasticity.eta_PI", "plasticity.eta_B", "training.n_passes",
-                "training.rule9_state")
-    else:
-        out += ("training.lr_backprop", "training.loss")
-    if method == "dynamics":
-        out += ("training.n_passes", "training.rule9_state")
-    return out
+    return out + get_method(cfg.training.method).unused(cfg)
 
+
+DIAGNOSTICS = ("angle", "norm_ratio", "apical_residue", "apical_error")  # per-layer lists, layer_diagnostics
 _CHUNK = 500  # mini-batches per compiled call: the progress bar and the stop check advance per call
+
+
+def error_rate(model: Model, w: Weights, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
+    """Fraction of misclassified images (arg max of the output potentials, no target, σ = 0)."""
+    return steady_error_rate(model, w, x, y, batch)
 
 
 def load_split(cfg: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -105,75 +96,39 @@ def load_best_weights(path: str | Path, like: Weights) -> Weights:
                          for n, arrays in zip(Weights._fields, like, strict=True)))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "method", "duration", "n_passes", "loss", "rule9_state"))
-def train_epoch(
-    model: Model,
-    w: Weights,
-    x: jax.Array,
-    u_trgt: jax.Array,
-    idx: jax.Array,
-    lr_scale: jax.Array,
-    *,
-    method: str,
-    duration: float,
-    n_passes: int,
-    loss: str = "circuit",
-    rule9_state: str = "nudged",
-) -> Weights:
-    """Mini-batches ``idx`` (n_batches, B) of (x, u_trgt), as one ``lax.scan``; ``loss`` is backprop's
-    output loss (:data:`microcircuit.backprop.LOSSES`), ``rule9_state`` what rule (9) reads
-    (:func:`microcircuit.steady_state.train_step`)."""
-
-    def body(w: Weights, i: jax.Array) -> tuple[Weights, None]:
-        xb, tb = x[i], u_trgt[i]
-        if method == "microcircuit":
-            return train_step(model, w, xb, tb, lr_scale, duration=duration, n_passes=n_passes,
-                              rule9_state=rule9_state), None
-        dW, db = backprop_updates(model, w, xb, tb, loss)  # SGD along the backprop direction of §5
-        W = tuple(a + lr_scale * g for a, g in zip(w.W, dW, strict=True))
-        b = tuple(a + lr_scale * g for a, g in zip(w.b, db, strict=True)) if model.network.bias else w.b
-        return w._replace(W=W, b=b), None
-
-    w, _ = jax.lax.scan(body, w, idx)
-    return w
+def _train_chunk(method: Method, cfg: Config, model: Model, w: Weights, carry: Carry, x: jax.Array,
+                 u_trgt: jax.Array, idx: jax.Array, lr: float, key: jax.Array) -> tuple[Weights, Carry]:
+    """One compiled call of the method over the mini-batches ``idx`` (the place where a run's work happens)."""
+    return method.train(cfg, model, w, carry, x, u_trgt, idx, lr, key)
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
-def _predict_labels(model: Model, w: Weights, x: jax.Array) -> jax.Array:
-    return jnp.argmax(predict(model, w, x), axis=-1)
+_backprop = jax.jit(lambda model, w, x, t, loss: backprop_updates(model, w, x, t, loss)[0], static_argnums=(0, 4))
 
 
-def error_rate(model: Model, w: Weights, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
-    """Fraction of misclassified images (arg max of the output potentials, no target, σ = 0)."""
-    wrong = 0
-    for s in range(0, x.shape[0], batch):
-        pred = np.asarray(_predict_labels(model, w, jnp.asarray(x[s : s + batch])))
-        wrong += int(np.sum(pred != y[s : s + batch]))
-    return wrong / x.shape[0]
-
-
-def dynamic_error_rate(model: Model, w: Weights, x: np.ndarray, y: np.ndarray, duration: float,
-                       batch: int = 1000) -> float:
-    """Fraction misclassified by the dynamics: each image shown for ``duration`` ms from rest, no target,
-    σ = 0, no plasticity; the label is the arg max of u_N at the end."""
-    m0 = deterministic(model)
-    wrong = 0
-    for s in range(0, x.shape[0], batch):
-        xb = np.asarray(x[s : s + batch], np.float32)
-        sol = simulate(m0, w, init_state(model.network, xb.shape[0], model.simulation.dtype), Stream.of(xb[None]),
-                       duration=duration, plastic=False)
-        wrong += int(np.sum(np.argmax(np.asarray(sol.state.u[-1]), -1) != y[s : s + batch]))
-    return wrong / x.shape[0]
-
-
-def _dynamics_chunk(model: Model, cfg: Config, w: Weights, tr: Weights, state: State, x: jax.Array,
-                    u_trgt: jax.Array, idx: jax.Array, lr: float, key: jax.Array) -> tuple[Weights, Weights, State]:
-    """Mini-batches ``idx`` (n, B) presented back to back through the dynamics, target on, plastic."""
-    stream = Stream(x[idx], u_trgt[idx], jnp.ones(idx.shape[0], bool))
-    spp = round(cfg.stimulus.duration / model.simulation.dt)
-    sol = simulate(model, w, state, stream, duration=cfg.stimulus.duration, key=key, traces=tr, lr_scale=lr,
-                   chunk_steps=spp * idx.shape[0])
-    return sol.weights, sol.traces, sol.state
+def layer_diagnostics(method: Method, cfg: Config, model: Model, w: Weights, carry: Carry, x: jax.Array,
+                      u_trgt: jax.Array) -> dict[str, list[float]]:
+    """Per layer, on the probe batch (x, u_trgt): the angle (degrees) between the change the method makes to
+    W_k and backprop's gradient at the same weights (the circuit's own output error for the circuits), and
+    the norm ratio ‖ΔW_k‖ / (lr·‖∇_k‖/a_k) with lr = ``training.lr`` and a_k the attenuation of the one-rate
+    rule (:mod:`microcircuit.rates`; without ``training.lr``: the method's own rate factor, a_k = 1); for a
+    circuit also the apical residue without a target and the apical error with it, per hidden layer
+    (:func:`microcircuit.methods.circuit.apical_diagnostics`). Empty where the method has no such update."""
+    out: dict[str, list[float]] = {}
+    upd = method.update(cfg, model, w, carry, x, u_trgt)
+    if upd is not None:
+        grad = _backprop(model, w, x, u_trgt, "circuit" if method.circuit else cfg.training.loss)
+        if cfg.training.lr > 0:
+            lr, gains = cfg.training.lr, layer_gains(model.conductances, model.network.depth)
+        else:
+            lr, gains = method.base_lr(cfg), (1.0,) * model.network.depth
+        out["angle"] = [round(float(angle(a, g)), 3) for a, g in zip(upd, grad, strict=True)]
+        out["norm_ratio"] = [float(f"{float(jnp.linalg.norm(a) / (lr * k * jnp.linalg.norm(g))):.4g}")
+                             for a, g, k in zip(upd, grad, gains, strict=True)]
+    if method.circuit:
+        residue, signal = apical_diagnostics(model, w, x, u_trgt, cfg.training.n_passes)
+        out["apical_residue"] = [float(f"{v:.4g}") for v in np.asarray(residue)]
+        out["apical_error"] = [float(f"{v:.4g}") for v in np.asarray(signal)]
+    return out
 
 
 def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
@@ -266,25 +221,22 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
     x_dev = jnp.asarray(x_train, model.simulation.dtype)
     nb = _n_batches(cfg, x_train.shape[0])
     chunk = max(1, min(nb, _CHUNK))
-    dynamic = tr.method == "dynamics"
+    method = get_method(tr.method)
+    w, carry = method.init(cfg, model, w)
     say = echo or (lambda text: None)
     start = {"norms": {n: [float(np.linalg.norm(np.asarray(a))) for a in getattr(w, n)] for n in ("W", "b", "IP", "c")},
              "ip_distance": self_predicting_distance(w, model.conductances)["IP"]}
     warned: dict[str, str] = {}
-    # the dynamics carry potentials and τ_w traces from one mini-batch (and epoch) to the next
-    state = init_state(model.network, tr.batch, model.simulation.dtype, model.simulation.prospective)
-    traces = zero_traces(w)
     best: tuple[float, int, Weights] | None = None
     rows: list[dict[str, Any]] = []
     first_epoch = 1
     if run_dir is not None and run_dir.resume:  # continue from the newest valid epoch checkpoint
-        like = {"weights": w, "best": w} | ({"state": state, "traces": traces} if dynamic else {})
+        like = {"weights": w, "best": w} | carry
         ck = load_latest(run_dir.checkpoint_dir, cfg, like=like,
                          on_skip=lambda p, why: say(f"warning: skipping checkpoint {p.name}: {why}"))
         if ck is not None:
             w, rows = ck.trees["weights"], list(ck.meta["rows"])
-            if dynamic:
-                state, traces = ck.trees["state"], ck.trees["traces"]
+            carry = {k: ck.trees[k] for k in carry}
             first_epoch = int(ck.counters["epoch"]) + 1
             best = (float(ck.counters["best_validation"]), int(ck.counters["best_epoch"]), ck.trees["best"])
             warned = dict(ck.meta.get("warnings", {}))
@@ -302,7 +254,7 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
     def checkpoint(epoch: int) -> Path | None:
         if run_dir is None or best is None:
             return None
-        trees = {"weights": w, "best": best[2]} | ({"state": state, "traces": traces} if dynamic else {})
+        trees = {"weights": w, "best": best[2]} | carry
         path = save_checkpoint(
             checkpoint_path(run_dir.checkpoint_dir, epoch), cfg, trees,
             counters={"epoch": epoch, "best_epoch": best[1], "best_validation": best[0]},
@@ -324,26 +276,30 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
                     return name, i + 1
         return None
 
-    advice = {"backprop": "lower training.lr_backprop",
-              "microcircuit": "lower the learning rates (plasticity.eta_W, plasticity.eta_IP)"}.get(
-                  tr.method, DivergenceError.ADVICE + "; or lower the learning rates")
-    n_check = 2_000 if dynamic else 10_000  # training images whose error is logged per epoch
+    if tr.lr > 0:
+        advice = "lower training.lr"
+    elif method.circuit:
+        advice = "lower the learning rates (plasticity.eta_W, plasticity.eta_IP)"
+    else:
+        advice = "lower training.lr_backprop"
+    if tr.method == "dynamics":
+        advice = DivergenceError.ADVICE + "; or " + advice
+    n_check = method.n_check  # training images whose error is logged per epoch
     n_classes = n_out
+    probe = (x_dev[: tr.probe], u_trgt[: tr.probe]) if tr.probe else None
 
     def errors(w: Weights, x: np.ndarray, y: np.ndarray) -> float:
-        if dynamic:
-            return dynamic_error_rate(model, w, x, y, tr.eval_duration)
-        return error_rate(model, w, x, y)
+        return method.error_rate(cfg, model, w, x, y)
 
     t_start = time.perf_counter()
     guard = graceful_stop() if run_dir is not None else contextlib.nullcontext(StopRequest())
     with guard as stop:
         for epoch in range(first_epoch, tr.epochs + 1):
-            w_start, state_start, traces_start = w, state, traces
+            w_start, carry_start = w, carry
             t0 = time.perf_counter()
             perm = np.random.default_rng([cfg.seed, 3, epoch]).permutation(x_train.shape[0])[: nb * tr.batch]
             idx = jnp.asarray(perm.reshape(nb, tr.batch).astype(np.int32))
-            lr = (tr.lr_backprop if tr.method == "backprop" else 1.0) * tr.lr_decay ** (epoch - 1)
+            lr = method.base_lr(cfg) * tr.lr_decay ** (epoch - 1)
             bar = None
             if progress:
                 from tqdm.auto import tqdm
@@ -352,7 +308,7 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
             try:
                 for s in range(0, nb, chunk):
                     if stop:  # drop the partial epoch: it is recomputed identically on resume
-                        w, state, traces = w_start, state_start, traces_start
+                        w, carry = w_start, carry_start
                         path = checkpoint(epoch - 1)
                         assert run_dir is not None and stop.signum is not None
                         run_dir.log(event="interrupted", signal=stop.name, epoch=epoch - 1,
@@ -361,25 +317,19 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
                             stop.signum, f"interrupted by {stop.name} during epoch {epoch} (its partial work is "
                             f"dropped); {saved(path, epoch - 1)}; continue with: microcircuit run --resume "
                             f"{run_dir.path}", path)
-                    if dynamic:
-                        key = jax.random.fold_in(jax.random.key(cfg.seed), epoch * 1_000_003 + s)
-                        try:
-                            w, traces, state = _dynamics_chunk(model, cfg, w, traces, state, x_dev, u_trgt,
-                                                               idx[s : s + chunk], lr, key)
-                        except DivergenceError as e:
-                            w, state, traces = w_start, state_start, traces_start
-                            e.note = (f"epoch {epoch}, {s * tr.batch} images in; time counted from image "
-                                      f"{s * tr.batch}")
-                            e.checkpoint = checkpoint(epoch - 1)
-                            raise
-                    else:
-                        w = train_epoch(model, w, x_dev, u_trgt, idx[s : s + chunk], jnp.asarray(lr, x_dev.dtype),
-                                        method=tr.method, duration=cfg.stimulus.duration, n_passes=tr.n_passes,
-                                        loss=tr.loss, rule9_state=tr.rule9_state)
+                    key = jax.random.fold_in(jax.random.key(cfg.seed), epoch * 1_000_003 + s)
+                    try:
+                        w, carry = _train_chunk(method, cfg, model, w, carry, x_dev, u_trgt, idx[s : s + chunk], lr,
+                                                key)
+                    except DivergenceError as e:  # the continuous-time dynamics ran away
+                        w, carry = w_start, carry_start
+                        e.note = f"epoch {epoch}, {s * tr.batch} images in; time counted from image {s * tr.batch}"
+                        e.checkpoint = checkpoint(epoch - 1)
+                        raise
                     jax.block_until_ready(w)  # the bar and the stop check follow the computation, chunk by chunk
                     bad = diverged_weights(w)
                     if bad is not None:
-                        w, state, traces = w_start, state_start, traces_start
+                        w, carry = w_start, carry_start
                         e = DivergenceError(bad[0], bad[1], None, "became NaN/Inf", advice=advice)
                         e.note = f"epoch {epoch}, {(s + chunk) * tr.batch} images in at most"
                         e.checkpoint = checkpoint(epoch - 1)
@@ -394,7 +344,9 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
             train_err = errors(w, x_train[:n_check], y_train[:n_check])
             row = {"epoch": epoch, "validation_error": val, f"train_error_{n_check // 1000}k": train_err,
                    "epoch_s": round(epoch_s, 2), "lr_scale": lr}
-            if tr.method != "backprop":  # how well the interneurons follow the weights above them (§4)
+            if probe is not None:  # each layer's update against backprop's, the apical residue
+                row |= layer_diagnostics(method, cfg, model, w, carry, *probe)
+            if method.circuit:  # how well the interneurons follow the weights above them (§4)
                 dist = self_predicting_distance(w, model.conductances)
                 row |= {"ip_distance": [round(d, 5) for d in dist["IP"]],
                         "pi_distance": [round(d, 5) for d in dist["PI"]]}
@@ -417,22 +369,31 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
     assert best is not None
     val_best, epoch_best, w_best = best
     test = errors(w_best, *data["test"])
+    best_row = next(r for r in rows if r["epoch"] == epoch_best)
     summary = {
         "method": tr.method,
+        "feedback": tr.feedback if method.circuit else None,
         "epochs": tr.epochs,
         "best_epoch": epoch_best,
         "validation_error": val_best,
         "test_error": test,
+        "train_error": best_row[f"train_error_{n_check // 1000}k"],
         "train_size": int(x_train.shape[0]),
         "seconds_per_epoch": float(np.median([r["epoch_s"] for r in rows])),
         "validation_curve": [r["validation_error"] for r in rows],
         "wall_s": round(time.perf_counter() - t_start, 1),
         "warnings": list(warned.values()),
+        **{f"{k}_best": best_row[k] for k in DIAGNOSTICS if k in best_row},
         "headline": [
             f"{cfg.name}: test error {100 * test:.2f} % (best validation {100 * val_best:.2f} % at epoch "
             f"{epoch_best}/{tr.epochs}); {np.median([r['epoch_s'] for r in rows]):.1f} s per epoch"
         ],
     }
+    if tr.settle_images and method.circuit:  # run the trained circuit as a circuit (docs/results.md)
+        x_test = data["test"][0][: tr.settle_images]
+        summary["settle_fraction"], summary["settle_swing_max"] = settle_fraction(model, w_best, x_test)
+        summary["headline"].append(f"settles on {100 * summary['settle_fraction']:.2f} % of {x_test.shape[0]} test "
+                                   "images run as a circuit (100 ms, no target)")
     if run_dir is not None:
         named = zip(Weights._fields, w_best, strict=True)
         run_dir.save_arrays("weights_best.npz", {f"{n}_{i + 1}": a for n, arrs in named for i, a in enumerate(arrs)})

@@ -3,7 +3,9 @@ summary plot. Everything is read back from the run folders, so it can be rebuilt
 
 A row is one seed of one trial. A seed that ran in a vmapped run of several seeds (``seeds-A-B``) takes
 its row from that run's per-seed ``members`` summary, so the table reads the same whichever way the
-seeds ran; ``run_dir`` names the folder."""
+seeds ran; ``run_dir`` names the folder. A sweep with case groups has a column ``cases.GROUP`` per group,
+naming the trial's alternative (its label, or ``GROUP[i]``), and one per key its alternatives set (blank
+where the trial's alternative does not set it)."""
 
 from __future__ import annotations
 
@@ -67,24 +69,36 @@ def _read_trial(d: Path) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
+def _case_names(spec: SweepSpec, info: dict[str, Any]) -> dict[str, Any]:
+    """``cases.GROUP`` -> the name of the trial's alternative of GROUP (from trial.json's ``cases``)."""
+    chosen = info.get("cases") if isinstance(info.get("cases"), dict) else {}
+    out: dict[str, Any] = {}
+    for g in spec.cases:
+        i = chosen.get(g.name)
+        out[f"cases.{g.name}"] = g.cases[i].name if isinstance(i, int) and 0 <= i < len(g.cases) else None
+    return out
+
+
 def collect(spec: SweepSpec, folder: Path, *, plot: bool = True) -> Collected:
     """Read every trial folder under ``folder/trials`` and write results.csv, trials.csv and summary.png."""
     if not (folder / "sweep.json").is_file():
         raise RunDirError(f"{folder} holds no sweep (no sweep.json)")
     key = spec.objective.key
-    param_keys = [p.key for p in spec.params]
+    case_cols = [f"cases.{g.name}" for g in spec.cases]
+    param_keys = list(spec.varied_keys)
     runs: list[dict[str, Any]] = []
     trials: list[dict[str, Any]] = []
     trial_dirs = sorted(p for p in (folder / "trials").glob("trial-*") if p.is_dir())
     for d in trial_dirs:
         info = _read_trial(d)
         params = info.get("params", {}) if isinstance(info.get("params"), dict) else {}
+        names = _case_names(spec, info)
         have = trial_runs(d)
         values = []
         n_failed = 0
         for seed in sorted(set(have) | set(spec.seeds)):
             run = have[seed].path if seed in have else d / f"seed-{seed}"
-            row: dict[str, Any] = {"trial": d.name, "seed": seed}
+            row: dict[str, Any] = {"trial": d.name, "seed": seed, **names}
             row.update({k: params.get(k) for k in param_keys})
             summary: dict[str, Any] = {}
             if (run / RunDir.SUMMARY).is_file():
@@ -116,9 +130,10 @@ def collect(spec: SweepSpec, folder: Path, *, plot: bool = True) -> Collected:
         n = len(values)
         mean = sum(values) / n if n else None
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 and mean is not None else None
-        trial = {"trial": d.name, **{k: params.get(k) for k in param_keys}, "n": n, "failed": n_failed,
+        chosen = info.get("cases") if isinstance(info.get("cases"), dict) else {}
+        trial = {"trial": d.name, **names, **{k: params.get(k) for k in param_keys}, "n": n, "failed": n_failed,
                  "mean": mean, "std": std, "min": min(values) if values else None,
-                 "max": max(values) if values else None}
+                 "max": max(values) if values else None, "shown": spec.shown(chosen, params)}
         if info.get("optuna_number") is not None:
             trial["optuna_number"] = info["optuna_number"]
         trials.append(trial)
@@ -127,10 +142,10 @@ def collect(spec: SweepSpec, folder: Path, *, plot: bool = True) -> Collected:
     sign = 1 if spec.objective.direction == "minimize" else -1
     best = min(done, key=lambda t: sign * t["mean"]) if done else None
 
-    run_cols = ["trial", "seed", "status", *param_keys, "objective"]
+    run_cols = ["trial", "seed", "status", *case_cols, *param_keys, "objective"]
     extra = sorted({k for r in runs for k in r} - set(run_cols) - {"error", "run_dir"})
     run_cols += [*extra, "error", "run_dir"]
-    trial_cols = ["trial", *param_keys, "n", "failed", "mean", "std", "min", "max"]
+    trial_cols = ["trial", *case_cols, *param_keys, "n", "failed", "mean", "std", "min", "max"]
     if any("optuna_number" in t for t in trials):
         trial_cols.append("optuna_number")
     results_csv, trials_csv = folder / RESULTS, folder / TRIALS
@@ -152,16 +167,17 @@ def _numeric(values: list[Any]) -> bool:
 
 def _plot(spec: SweepSpec, path: Path, runs: list[dict[str, Any]], trials: list[dict[str, Any]],
           best: dict[str, Any] | None) -> Path | None:
-    """Objective per trial (seeds as dots, mean ± std across seeds) and against each parameter."""
+    """Objective per trial (seeds as dots, mean ± std across seeds) and against each case group and
+    parameter (the first five)."""
     from ..plotting import figure
 
     done = [t for t in trials if t["mean"] is not None]
     if not done:
         return None
     key = spec.objective.key
-    params = [p for p in spec.params][:5]
-    fig = figure(figsize=(4.2 * (1 + len(params)), 3.6))
-    axes = fig.subplots(1, 1 + len(params), squeeze=False)
+    panels = [*((f"cases.{g.name}", False) for g in spec.cases), *((p.key, p.log) for p in spec.params)][:5]
+    fig = figure(figsize=(4.2 * (1 + len(panels)), 3.6))
+    axes = fig.subplots(1, 1 + len(panels), squeeze=False)
     ax = axes[0, 0]
     index = {t["trial"]: i for i, t in enumerate(trials)}
     seeds_x = [index[r["trial"]] for r in runs if r["objective"] is not None]
@@ -188,22 +204,23 @@ def _plot(spec: SweepSpec, path: Path, runs: list[dict[str, Any]], trials: list[
     log_y = bool(ys_all) and min(ys_all) > 0 and max(ys_all) / min(ys_all) > 100
     if log_y:
         ax.set_yscale("log")
-    for ax, p in zip(axes[0, 1:], params, strict=True):
-        xs = [t.get(p.key) for t in done]
+    for ax, (column, log_x) in zip(axes[0, 1:], panels, strict=True):
+        xs = [t.get(column) for t in done]
         if _numeric(xs):
             order = sorted(range(len(done)), key=lambda i: xs[i])
             ax.errorbar([xs[i] for i in order], [done[i]["mean"] for i in order],
-                        yerr=[done[i]["std"] or 0.0 for i in order], fmt="o-" if len(spec.params) == 1 else "o",
+                        yerr=[done[i]["std"] or 0.0 for i in order], fmt="o-" if len(panels) == 1 else "o",
                         ms=4, capsize=3)
             positive = min(xs) > 0
-            if p.log or (positive and max(xs) / min(xs) > 100):
+            if log_x or (positive and max(xs) / min(xs) > 100):
                 ax.set_xscale("log")
         else:
-            labels = list(dict.fromkeys(json.dumps(_plain(x)) for x in xs))
-            pos = [labels.index(json.dumps(_plain(x))) for x in xs]
+            text = [x if isinstance(x, str) else json.dumps(_plain(x)) for x in xs]
+            labels = list(dict.fromkeys(text))
+            pos = [labels.index(x) for x in text]
             ax.errorbar(pos, [t["mean"] for t in done], yerr=[t["std"] or 0.0 for t in done], fmt="o", ms=4, capsize=3)
             ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
-        ax.set_xlabel(p.key)
+        ax.set_xlabel(column)
         ax.set_ylabel(f"{key} (mean ± std over seeds)", fontsize=8)
         if log_y:
             ax.set_yscale("log")

@@ -4,7 +4,7 @@ Sweep folder::
 
     DIR/sweep.toml                      the sweep file as given
     DIR/sweep.json                      what fixes the trials (checked on --resume), sessions
-    DIR/trials/trial-NNNN/trial.json    the trial's parameter values (and Optuna trial number)
+    DIR/trials/trial-NNNN/trial.json    the trial's parameter values (its case alternatives, Optuna trial number)
     DIR/trials/trial-NNNN/seed-S/       an ordinary run folder (as `microcircuit run` writes one)
     DIR/trials/trial-NNNN/seeds-A-B/    one run of seeds A..B as one vmapped program (seeds.py)
     DIR/results.csv, trials.csv, summary.png
@@ -121,7 +121,7 @@ class SweepDir:
                 raise ConfigError(
                     f"--resume {self.path}: this sweep file differs from the one the folder was started with in "
                     f"{', '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}; a resumed sweep keeps its base config, "
-                    "params and search (search.n_trials, seeds and the executor may change); use another --out"
+                    "cases, params and search (search.n_trials, seeds and the executor may change); use another --out"
                 )
         session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
                    "pid": os.getpid(), "argv": sys.argv, "seeds": list(spec.seeds),
@@ -146,6 +146,10 @@ class SweepDir:
         d = self.trial_dir(trial.id)
         d.mkdir(parents=True, exist_ok=True)
         info: dict[str, Any] = {"trial": trial.id, "params": _plain(dict(trial.params))}
+        if trial.cases:
+            info["cases"] = dict(trial.cases)
+        if trial.labels:
+            info["labels"] = dict(trial.labels)
         if optuna:
             info["optuna_number"] = trial.number
         p = d / "trial.json"
@@ -373,7 +377,7 @@ def _fixed(spec: SweepSpec, folder: SweepDir, executor: LocalExecutor | SlurmExe
         + f"; {n_runs} to run" + (f" ({n_vmapped} vmapped program(s) of several seeds)" if n_vmapped else "")
         + f" on {spec.executor.kind} ({spec.executor.workers} worker(s))")
     progress = _Progress(spec, say, on_result, n_runs)
-    progress.params = {t.id: dict(t.params) for t in trials}
+    progress.params = {t.id: spec.shown(t.cases, t.params) for t in trials}
     # The runs of a trial share one process (one compilation); split them only to keep every worker busy.
     # A vmapped run of several seeds is never split.
     per_trial = math.ceil(spec.executor.workers / len(todo)) if todo else 1
@@ -513,7 +517,7 @@ def report_lines(report: SweepReport) -> list[str]:
     if c.best is not None:
         b = c.best
         spread = f" ± {b['std']:.3g}" if b["std"] is not None else ""
-        params = {k: b[k] for k in (p.key for p in spec.params)}
+        params = b.get("shown", {k: b[k] for k in (p.key for p in spec.params)})
         lines.append(f"best: {b['trial']}  {fmt_params(params)}  {spec.objective.key} = {b['mean']:.6g}{spread} "
                      f"over {b['n']} seed(s)")
     lines.append(f"results: {c.results_csv}, {c.trials_csv}" + (f", {c.plot}" if c.plot else ""))

@@ -1,7 +1,8 @@
 """The trials of a sweep: grid and random expansion, and Optuna studies in file-backed storage.
 
 A trial is one configuration (parameter values); it runs once per seed. Grid trials are numbered in the
-order of ``itertools.product`` over the parameters as listed; random trial ``i`` draws its values from a
+order of ``itertools.product`` over the case groups (in file order), then the parameters as listed: the
+first group varies slowest, the last parameter fastest; random trial ``i`` draws its values from a
 generator seeded with ``(search.seed, i)``, so raising ``n_trials`` keeps the earlier trials. Optuna
 trials carry the study's trial number; the study lives in a journal file or an SQLite database, so an
 interrupted search resumes (finished trials are kept) and several drivers may share one study.
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError
-from .spec import Param, SweepSpec, _plain
+from .spec import Case, Param, SweepSpec, _plain
 
 __all__ = ["OptunaSearch", "Trial", "expand", "trial_id"]
 
@@ -31,10 +32,14 @@ def trial_id(number: int) -> str:
 
 @dataclass(frozen=True)
 class Trial:
-    """One configuration: its id (folder name), number and parameter values (dotted key -> value)."""
+    """One configuration: its id (folder name), number and parameter values (dotted key -> value: those of
+    its case alternatives and of ``[params]``); ``cases``: case group -> index of the trial's alternative,
+    ``labels``: case group -> that alternative's label (where it has one)."""
 
     number: int
     params: Mapping[str, Any] = field(default_factory=dict)
+    cases: Mapping[str, int] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -45,8 +50,16 @@ def expand(spec: SweepSpec) -> list[Trial]:
     """Every trial of a grid or random search (an Optuna search proposes its trials one by one)."""
     if spec.search.kind == "grid":
         keys = [p.key for p in spec.params]
-        combos = itertools.product(*(p.grid_values() for p in spec.params))
-        return [Trial(i, dict(zip(keys, values, strict=True))) for i, values in enumerate(combos)]
+        n_groups = len(spec.cases)
+        combos = itertools.product(*(g.cases for g in spec.cases), *(p.grid_values() for p in spec.params))
+        trials = []
+        for i, combo in enumerate(combos):
+            cases: tuple[Case, ...] = combo[:n_groups]
+            params = {k: v for c in cases for k, v in c.values}
+            params.update(zip(keys, combo[n_groups:], strict=True))
+            trials.append(Trial(i, params, cases={c.group: c.index for c in cases},
+                                labels={c.group: c.label for c in cases if c.label}))
+        return trials
     if spec.search.kind == "random":
         trials = []
         for i in range(spec.search.n_trials):

@@ -1,8 +1,13 @@
 """SWEEP.toml: what a sweep varies, over which seeds, towards which objective, and where it runs.
 
+A grid varies ``[params]`` and, before them, the case groups of ``[cases]``: arrays of alternatives, each
+a set of config keys changed together. ``[quick]`` holds the overrides, seeds and name of a short variant
+of the same sweep (``--quick``).
+
 Like :mod:`microcircuit.config`, every value is checked when the file is read, before any run starts; a
 bad value raises :class:`~microcircuit.config.ConfigError` naming the key (``params.plasticity.eta_PI``,
-``search.n_trials``, ``executor.slurm.time_min``, ...). The schema is documented in docs/sweeps.md.
+``cases.net[1].network.sizes``, ``search.n_trials``, ``executor.slurm.time_min``, ...). The schema is
+documented in docs/sweeps.md.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import itertools
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -32,6 +39,8 @@ from ..config import (
 )
 
 __all__ = [
+    "Case",
+    "CaseGroup",
     "ExecutorSpec",
     "Objective",
     "Param",
@@ -45,7 +54,9 @@ __all__ = [
 SEARCH_KINDS = ("grid", "random", "optuna")
 EXECUTOR_KINDS = ("local", "slurm")
 SAMPLERS = ("tpe", "random")
-TOP_LEVEL = ("name", "base", "set", "seeds", "params", "objective", "search", "executor")
+TOP_LEVEL = ("name", "base", "set", "seeds", "params", "cases", "quick", "objective", "search", "executor")
+QUICK_KEYS = ("set", "seeds", "name")
+MAX_CHECKED_CASES = 2000  # combinations of case alternatives validated one by one when the file is read
 NOT_VARIED = ("seed", "n_seeds", "name")  # seeds come from ``seeds``; the name is set per run
 
 
@@ -130,6 +141,47 @@ class Param:
         if self.step is not None:
             d["step"] = self.step
         return d
+
+
+@dataclass(frozen=True)
+class Case:
+    """One alternative of a case group: config keys set together (``values``: dotted key -> value, in file
+    order) and an optional ``label`` that names it in tables and progress lines."""
+
+    group: str
+    index: int
+    values: tuple[tuple[str, Any], ...] = ()
+    label: str = ""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    @property
+    def name(self) -> str:
+        """The label, or ``GROUP[i]``."""
+        return self.label or f"{self.group}[{self.index}]"
+
+    @property
+    def where(self) -> str:
+        return f"cases.{self.group}[{self.index}]"
+
+    def describe(self) -> dict[str, Any]:
+        """The TOML form of this alternative's values (without the label)."""
+        return {k: _plain(v) for k, v in self.values}
+
+
+@dataclass(frozen=True)
+class CaseGroup:
+    """A ``[[cases.NAME]]`` array: a trial takes exactly one of its alternatives."""
+
+    name: str
+    cases: tuple[Case, ...]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every key its alternatives set (in order of appearance)."""
+        return tuple(dict.fromkeys(k for c in self.cases for k, _ in c.values))
 
 
 @dataclass(frozen=True)
@@ -253,12 +305,35 @@ class SweepSpec:
     objective: Objective = field(default_factory=Objective)
     search: SearchSpec = field(default_factory=SearchSpec)
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    cases: tuple[CaseGroup, ...] = ()
+    quick: bool = False
     source: Path | None = None
+    last: tuple[str, ...] = ()
+
+    @property
+    def varied_keys(self) -> tuple[str, ...]:
+        """The config keys a trial may set: those of the case groups (in file order), then ``[params]``."""
+        return tuple(dict.fromkeys([*(k for g in self.cases for k in g.keys), *(p.key for p in self.params)]))
+
+    def shown(self, cases: Mapping[str, int], params: Mapping[str, Any]) -> dict[str, Any]:
+        """How a trial is named in progress lines: a labelled alternative by its label (under its group's
+        name), everything else by key and value. ``cases``: group -> index of the trial's alternative."""
+        out: dict[str, Any] = {}
+        hidden: set[str] = set()
+        for g in self.cases:
+            i = cases.get(g.name)
+            if isinstance(i, int) and 0 <= i < len(g.cases) and g.cases[i].label:
+                out[g.name] = g.cases[i].label
+                hidden.update(k for k, _ in g.cases[i].values)
+        out.update({k: v for k, v in params.items() if k not in hidden})
+        return out
 
     def trial_config(self, params: Mapping[str, Any], seed: int, n_seeds: int = 1) -> Config:
         """The config of one run: ``params`` (dotted key -> value) over the base, with ``seed`` (and, for a
         vmapped run of seeds ``seed .. seed + n_seeds − 1``, ``n_seeds``)."""
-        return _with(self.config, {**params, "seed": seed, "n_seeds": n_seeds})
+        cfg = _with(self.config, {**params, "seed": seed, "n_seeds": n_seeds})
+        # the [quick] table's set and the command line's --set win over the case groups too
+        return apply_overrides(cfg, list(self.last)) if self.last and self.cases else cfg
 
     def fingerprint(self) -> dict[str, Any]:
         """What fixes the trials of this sweep: a resumed sweep must agree on all of it. ``search.n_trials``,
@@ -278,6 +353,11 @@ class SweepSpec:
             "params": {p.key: p.describe() for p in self.params},
             "search": {"kind": self.search.kind},
         }
+        if self.cases:  # the alternatives' values and order fix the trials; labels may change
+            fp["cases"] = {g.name: [c.describe() for c in g.cases] for g in self.cases}
+            fp["cases_order"] = [g.name for g in self.cases]
+            if self.last:
+                fp["last"] = list(self.last)
         if self.search.kind == "random":
             fp["search"]["seed"] = self.search.seed
         if self.search.kind == "optuna":
@@ -306,8 +386,9 @@ def _with(cfg: Config, flat: Mapping[str, Any]) -> Config:
     return merge(cfg, data)
 
 
-def _field_type(parts: list[str]) -> Any:
-    """The annotated type of config key ``parts`` (a leaf); unknown keys fail with a suggestion."""
+def _field_type(parts: list[str], where: str = "params") -> Any:
+    """The annotated type of config key ``parts`` (a leaf); unknown keys fail with a suggestion, named
+    ``WHERE.KEY``."""
     cls: Any = Config
     for i, part in enumerate(parts):
         names = [f.name for f in fields(cls)]
@@ -315,10 +396,10 @@ def _field_type(parts: list[str]) -> Any:
         if part not in names:
             hint = difflib.get_close_matches(part, names, n=1)
             extra = f" (did you mean '{'.'.join([*parts[:i], hint[0]])}'?)" if hint else ""
-            raise ConfigError(f"params.{key}: unknown config key{extra}; valid keys here: {', '.join(names)}")
+            raise ConfigError(f"{where}.{key}: unknown config key{extra}; valid keys here: {', '.join(names)}")
         tp = typing.get_type_hints(cls)[part]
         if i < len(parts) - 1:
-            _check(dataclasses.is_dataclass(tp), f"params.{key}", "is a value, not a table of config keys")
+            _check(dataclasses.is_dataclass(tp), f"{where}.{key}", "is a value, not a table of config keys")
             cls = tp
     return tp
 
@@ -398,33 +479,145 @@ def _valid(base: Config, key: str, value: Any) -> None:
         raise ConfigError(f"params.{key}: value {_plain(value)!r} is not valid: {e}") from None
 
 
-def _flatten(table: Mapping[str, Any], prefix: list[str]) -> list[tuple[list[str], Any]]:
-    """(config key parts, parameter spec) pairs of a [params] table, walking Config's own sections so that
-    ``stimulus.low = [...]`` (a field) and ``[params.stimulus]`` (a section) are told apart."""
+def _flatten(table: Mapping[str, Any], prefix: list[str], where: str = "params") -> list[tuple[list[str], Any]]:
+    """(config key parts, parameter spec) pairs of a [params] table (or of a case alternative, named
+    ``where``), walking Config's own sections so that ``stimulus.low = [...]`` (a field) and
+    ``[params.stimulus]`` (a section) are told apart."""
     out = []
     for k, v in table.items():
         parts = [*prefix, *k.split(".")]
-        tp = _field_type(parts)
+        tp = _field_type(parts, where)
         if dataclasses.is_dataclass(tp):
-            _check(isinstance(v, Mapping), "params." + ".".join(parts),
-                   "is a section of the config: give its keys, e.g. params." + ".".join(parts) + ".KEY = [...]")
-            out.extend(_flatten(v, parts))
+            _check(isinstance(v, Mapping), f"{where}." + ".".join(parts),
+                   f"is a section of the config: give its keys, e.g. {where}." + ".".join(parts) + ".KEY = ...")
+            out.extend(_flatten(v, parts, where))
         else:
             out.append((parts, v))
     return out
 
 
-def _seeds(value: Any) -> tuple[int, ...]:
+def _seeds(value: Any, key: str = "seeds") -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
-        _check(1 <= value <= 100_000, "seeds", f"an integer n means seeds 0..n-1 and must be >= 1, got {value}")
+        _check(1 <= value <= 100_000, key, f"an integer n means seeds 0..n-1 and must be >= 1, got {value}")
         return tuple(range(value))
-    _check(isinstance(value, list) and len(value) >= 1, "seeds",
+    _check(isinstance(value, list) and len(value) >= 1, key,
            f"expected a list of seeds or a count, got {type(value).__name__} {value!r}")
     for s in value:
-        _check(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32, "seeds",
+        _check(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32, key,
                f"each seed must be an integer in [0, 2**32), got {s!r}")
-    _check(len(set(value)) == len(value), "seeds", f"seeds repeat: {value}")
+    _check(len(set(value)) == len(value), key, f"seeds repeat: {value}")
     return tuple(value)
+
+
+def _cases(table: Any) -> tuple[CaseGroup, ...]:
+    """The case groups of a ``[cases]`` table, in file order: every key known to the config, no key in two
+    groups, no alternative twice (values are checked against the config by :func:`_check_cases`)."""
+    _check(isinstance(table, Mapping), "cases",
+           f"expected a table of case groups ([[cases.NAME]] arrays), got {type(table).__name__} {table!r}")
+    groups: list[CaseGroup] = []
+    owner: dict[str, str] = {}  # key -> the group that sets it
+    for gname, alternatives in table.items():
+        where = f"cases.{gname}"
+        _check(isinstance(alternatives, list) and len(alternatives) >= 1
+               and all(isinstance(a, Mapping) for a in alternatives), where,
+               f"expected a non-empty array of tables, one per alternative: [[{where}]] followed by its config keys")
+        cases: list[Case] = []
+        for i, alternative in enumerate(alternatives):
+            at = f"{where}[{i}]"
+            alternative = dict(alternative)
+            label = alternative.pop("label", "")
+            _check(isinstance(label, str), f"{at}.label", f"expected a string, got {type(label).__name__} {label!r}")
+            values: list[tuple[str, Any]] = []
+            for parts, value in _flatten(alternative, [], at):
+                key = ".".join(parts)
+                _check(key not in NOT_VARIED, f"{at}.{key}", "cannot be set by a case"
+                       + (": list the seeds under seeds = [...]" if key.startswith("seed") else ""))
+                _check(key not in dict(values), f"{at}.{key}", "is given twice")
+                _check(owner.get(key, gname) == gname, f"{at}.{key}",
+                       f"is also set by cases.{owner.get(key)}: a key belongs to one case group (each trial takes "
+                       "one alternative of every group, so two groups would set it twice)")
+                owner[key] = gname
+                values.append((key, _freeze(value)))
+            case = Case(gname, i, tuple(values), label.strip())
+            for other in cases:
+                _check(other.params != case.params, at, f"sets the same values as {other.where}")
+                _check(not case.label or other.label != case.label, f"{at}.label",
+                       f"{case.label!r} already names {other.where}")
+            cases.append(case)
+        groups.append(CaseGroup(str(gname), tuple(cases)))
+    return tuple(groups)
+
+
+_KEY_OF_ERROR = re.compile(r"([A-Za-z_][\w.]*)(?:\[\d+\])?:")
+
+
+def _check_cases(groups: tuple[CaseGroup, ...], base: Config) -> None:
+    """Every combination of alternatives (one per group) must be a valid config over ``base``. Up to
+    ``MAX_CHECKED_CASES`` combinations are all checked; beyond, every alternative is checked once, with
+    the first alternative of each other group. An error names the alternative and key at fault where
+    the config's message names a key the alternative sets, else the combination."""
+    if not groups:
+        return
+    if math.prod(len(g.cases) for g in groups) <= MAX_CHECKED_CASES:
+        combos: Any = itertools.product(*(g.cases for g in groups))
+    else:
+        firsts = [g.cases[0] for g in groups]
+        combos = [tuple(c if j == i else firsts[j] for j in range(len(groups))) for i, g in enumerate(groups)
+                  for c in g.cases]
+    for combo in combos:
+        flat = {k: v for c in combo for k, v in c.values}
+        try:
+            _with(base, flat)
+        except ConfigError as e:
+            msg = str(e)
+            m = _KEY_OF_ERROR.match(msg)
+            culprit = next((c for c in combo if m is not None and m.group(1) in c.params), None)
+            others = [c.where for c in combo if c is not culprit and c.values]
+            if culprit is not None:
+                assert m is not None
+                key = m.group(1)
+                with_ = f" (with {', '.join(others)})" if others and _valid_alone(base, culprit) else ""
+                raise ConfigError(f"{culprit.where}.{key}: value {_plain(culprit.params[key])!r} is not "
+                                  f"valid{with_}: {msg}") from None
+            names = " + ".join(c.where for c in combo if c.values) or "cases"
+            raise ConfigError(f"{names}: not valid{' together' if len(others) > 1 else ''}: {msg}") from None
+
+
+def _valid_alone(base: Config, case: Case) -> bool:
+    """Whether ``case``'s values over ``base`` alone make a valid config."""
+    try:
+        _with(base, case.params)
+    except ConfigError:
+        return False
+    return True
+
+
+def _quick(value: Any) -> dict[str, Any]:
+    """The ``[quick]`` table, checked: ``set`` (a list of 'KEY=VALUE' or a table), ``seeds``, ``name``."""
+    _check(isinstance(value, Mapping), "quick", f"expected a table, got {type(value).__name__} {value!r}")
+    for k in value:
+        if k not in QUICK_KEYS:
+            hint = difflib.get_close_matches(k, QUICK_KEYS, n=1)
+            extra = f" (did you mean 'quick.{hint[0]}'?)" if hint else ""
+            raise ConfigError(f"quick.{k}: unknown key{extra}; [quick] takes {', '.join(QUICK_KEYS)}")
+    out = dict(value)
+    sets = out.get("set", [])
+    if isinstance(sets, Mapping):
+        sets = [f"{k}={json.dumps(v)}" for k, v in _flat_items(sets)]
+    _check(isinstance(sets, list) and all(isinstance(s, str) for s in sets), "quick.set",
+           f"expected a list of 'KEY=VALUE' strings or a table, got {sets!r}")
+    for s in sets:
+        try:
+            parse_override(s)
+        except ConfigError as e:
+            raise ConfigError(f"quick.set: {e}") from None
+    out["set"] = list(sets)
+    if "seeds" in out:
+        out["seeds"] = _seeds(out["seeds"], "quick.seeds")
+    name = out.get("name")
+    _check(name is None or (isinstance(name, str) and name.strip() != "" and "/" not in name), "quick.name",
+           f"expected a non-empty name without '/', got {name!r}")
+    return out
 
 
 def _base_config(base: Any, sets: Any, root: Path) -> tuple[Config, tuple[str, ...]]:
@@ -474,8 +667,10 @@ def _flat_items(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]
 
 
 def parse_sweep(data: Mapping[str, Any], *, root: Path = Path("."), name: str = "sweep",
-                source: Path | None = None) -> SweepSpec:
-    """Build a :class:`SweepSpec` from the parsed TOML ``data``; relative paths are taken from ``root``."""
+                source: Path | None = None, quick: bool = False, overrides: tuple[str, ...] = ()) -> SweepSpec:
+    """Build a :class:`SweepSpec` from the parsed TOML ``data``; relative paths are taken from ``root``.
+    ``quick`` applies the ``[quick]`` table (its ``set`` after the file's, its ``seeds`` and its name);
+    ``overrides`` (``KEY=VALUE`` config overrides, as from ``--set``) come last."""
     data = dict(data)
     for k in data:
         if k not in TOP_LEVEL:
@@ -486,8 +681,21 @@ def parse_sweep(data: Mapping[str, Any], *, root: Path = Path("."), name: str = 
     _check(isinstance(sweep_name, str) and sweep_name.strip() != "" and "/" not in sweep_name, "name",
            f"expected a non-empty name without '/', got {sweep_name!r}")
     _check("base" in data, "base", "missing: name a preset (e.g. 'fig-s1') or a config file")
-    cfg, overrides = _base_config(data["base"], data.get("set"), root)
+    quick_table = _quick(data["quick"]) if "quick" in data else None
+    if quick and quick_table is None:
+        raise ConfigError("--quick: the sweep file has no [quick] table (set, seeds, name; docs/sweeps.md)")
+    cfg, sets = _base_config(data["base"], data.get("set"), root)
+    extra = [("quick.set", tuple(quick_table["set"]))] if quick and quick_table is not None else []
+    for where, more in [*extra, ("--set", tuple(overrides))]:
+        try:
+            cfg = apply_overrides(cfg, list(more))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        sets += more
     seeds = _seeds(data["seeds"]) if "seeds" in data else tuple(range(cfg.seed, cfg.seed + cfg.n_seeds))
+    if quick and quick_table is not None:
+        seeds = quick_table.get("seeds", seeds)
+        sweep_name = quick_table.get("name") or f"{sweep_name}-quick"
     cfg = dataclasses.replace(cfg, n_seeds=1)  # the sweep sets n_seeds per run (vmapped seeds)
 
     def section(key: str) -> dict[str, Any]:
@@ -522,22 +730,38 @@ def parse_sweep(data: Mapping[str, Any], *, root: Path = Path("."), name: str = 
     _check(len(set(keys)) == len(keys), "params", f"a key is given twice: {keys}")
     _check(bool(params) or search.kind == "grid", "params",
            f"a {search.kind} search needs at least one parameter to vary (a grid without any runs the base config)")
+    cases = _cases(data["cases"]) if "cases" in data else ()
+    _check(not cases or search.kind == "grid", "cases",
+           f"a {search.kind} search draws each trial's values from [params] one key at a time; case groups are "
+           "fixed combinations of keys, run as a product, so they need search.kind = 'grid'")
+    for g in cases:
+        for c in g.cases:
+            for key, _ in c.values:
+                _check(key not in keys, f"params.{key}",
+                       f"is also set by {c.where}: give each key either under [params] or in a case group")
+    _check_cases(cases, cfg)
     if search.kind == "grid":
-        n = math.prod(len(p.grid_values()) for p in params)
-        _check(n * len(seeds) <= 1_000_000, "params", f"the grid has {n} points x {len(seeds)} seeds: too many runs")
-    return SweepSpec(name=sweep_name, base=data["base"], config=cfg, set=overrides, seeds=seeds, params=tuple(params),
-                     objective=objective, search=search, executor=executor, source=source)
+        n = math.prod(len(p.grid_values()) for p in params) * math.prod(len(g.cases) for g in cases)
+        what = "[cases] x [params]" if cases else "params"
+        _check(n * len(seeds) <= 1_000_000, "cases" if cases else "params",
+               f"the grid ({what}) has {n} points x {len(seeds)} seeds: too many runs")
+    return SweepSpec(name=sweep_name, base=data["base"], config=cfg, set=sets, seeds=seeds, params=tuple(params),
+                     objective=objective, search=search, executor=executor, cases=cases, quick=quick,
+                     source=source, last=tuple(x for _, more in [*extra, ("--set", tuple(overrides))] for x in more))
 
 
-SPEC_SECTIONS = ("name", "base", "set", "seeds", "params", "objective", "search", "executor")
+SPEC_SECTIONS = ("name", "base", "set", "seeds", "params", "quick", "objective", "search", "executor")
 
 
-def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepSpec:
+def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = (), quick: bool = False) -> SweepSpec:
     """Read SWEEP.toml. ``overrides`` (``KEY=VALUE``, as on the command line) change keys of the sweep file
-    when KEY starts with one of its own keys (``search.n_trials=20``, ``executor.workers=4``, ...); any
-    other KEY is a config override appended to ``set`` (``stimulus.n_patterns=100``)."""
+    when KEY starts with one of its own keys (``search.n_trials=20``, ``executor.workers=4``,
+    ``quick.seeds=1``, ...); any other KEY is a config override applied after ``set`` (and after the
+    ``[quick]`` table's ``set``) (``stimulus.n_patterns=100``). ``quick`` applies the file's ``[quick]``
+    table (a ConfigError if it has none); ``seeds=...`` given here takes precedence over its seeds."""
     path = Path(path)
     data = read_toml(path, "sweep file")
+    config_overrides: list[str] = []
     for text in overrides:
         keys, value = parse_override(text)
         if keys[0] in SPEC_SECTIONS and not (keys[0] == "name" and len(keys) > 1):
@@ -547,9 +771,9 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
                 if not isinstance(node, dict):
                     raise ConfigError(f"--set {text!r}: {part} is not a table")
             node[keys[-1]] = value
+            if keys == ["seeds"] and isinstance(data.get("quick"), dict):
+                data["quick"].pop("seeds", None)  # the command line's seeds, with --quick too
         else:
-            sets = data.get("set", [])
-            if isinstance(sets, Mapping):
-                sets = [f"{k}={json.dumps(v)}" for k, v in _flat_items(sets)]
-            data["set"] = [*sets, text] if isinstance(sets, list) else sets
-    return parse_sweep(data, root=path.parent, name=path.stem, source=path)
+            config_overrides.append(text)
+    return parse_sweep(data, root=path.parent, name=path.stem, source=path, quick=quick,
+                       overrides=tuple(config_overrides))

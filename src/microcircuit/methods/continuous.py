@@ -1,0 +1,79 @@
+"""The microcircuit in continuous time (docs/model.md §2–§3, and §8 in prospective mode).
+
+Each mini-batch is presented for ``stimulus.duration`` ms with its target on and plasticity always on, back
+to back, through :func:`microcircuit.simulate.simulate`; the potentials and τ_w traces carry over from one
+mini-batch (and epoch) to the next. Errors are read from the dynamics too: each image for
+``training.eval_duration`` ms from rest, no target, σ = 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..config import Config, Model
+from ..dynamics import init_state
+from ..network import Weights
+from ..plasticity import zero_traces
+from ..simulate import Stream, simulate
+from .base import Arrays, Carry
+
+__all__ = ["ContinuousTime", "dynamic_error_rate"]
+
+
+def _deterministic(model: Model) -> Model:
+    return dataclasses.replace(model, simulation=dataclasses.replace(model.simulation, sigma=0.0))
+
+
+def dynamic_error_rate(model: Model, w: Weights, x: np.ndarray, y: np.ndarray, duration: float,
+                       batch: int = 1000) -> float:
+    """Fraction misclassified by the dynamics: each image shown for ``duration`` ms from rest, no target,
+    σ = 0, no plasticity; the label is the arg max of u_N at the end."""
+    m0 = _deterministic(model)
+    wrong = 0
+    for s in range(0, x.shape[0], batch):
+        xb = np.asarray(x[s : s + batch], np.float32)
+        sol = simulate(m0, w, init_state(model.network, xb.shape[0], model.simulation.dtype), Stream.of(xb[None]),
+                       duration=duration, plastic=False)
+        wrong += int(np.sum(np.argmax(np.asarray(sol.state.u[-1]), -1) != y[s : s + batch]))
+    return wrong / x.shape[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ContinuousTime:
+    """``training.method = "dynamics"``: the full dynamics, mini-batch after mini-batch."""
+
+    name: str = "dynamics"
+    circuit: bool = True
+    n_check: int = 2_000
+
+    def unused(self, cfg: Config) -> tuple[str, ...]:
+        out = ("training.lr_backprop", "training.loss", "training.n_passes", "training.rule9_state", "training.probe")
+        if cfg.training.lr > 0:
+            out += ("plasticity.eta_W", "plasticity.eta_IP")
+        return out
+
+    def base_lr(self, cfg: Config) -> float:
+        return 1.0
+
+    def init(self, cfg: Config, model: Model, w: Weights) -> tuple[Weights, Carry]:
+        state = init_state(model.network, cfg.training.batch, model.simulation.dtype, model.simulation.prospective)
+        return w, {"state": state, "traces": zero_traces(w)}
+
+    def train(self, cfg: Config, model: Model, w: Weights, carry: Carry, x: jax.Array, u_trgt: jax.Array,
+              idx: jax.Array, lr: float, key: jax.Array) -> tuple[Weights, Carry]:
+        stream = Stream(x[idx], u_trgt[idx], jnp.ones(idx.shape[0], bool))
+        spp = round(cfg.stimulus.duration / model.simulation.dt)
+        sol = simulate(model, w, carry["state"], stream, duration=cfg.stimulus.duration, key=key,
+                       traces=carry["traces"], lr_scale=lr, chunk_steps=spp * idx.shape[0])
+        return sol.weights, {"state": sol.state, "traces": sol.traces}
+
+    def error_rate(self, cfg: Config, model: Model, w: Weights, x: np.ndarray, y: np.ndarray) -> float:
+        return dynamic_error_rate(model, w, x, y, cfg.training.eval_duration)
+
+    def update(self, cfg: Config, model: Model, w: Weights, carry: Carry, x: jax.Array, u_trgt: jax.Array
+               ) -> Arrays | None:
+        return None
