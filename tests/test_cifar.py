@@ -340,3 +340,33 @@ def test_a_pickle_cannot_alter_the_stand_ins() -> None:
     assert not hasattr(safe_pickle._dtype, "x")
     got = safe_unpickle(pickle.dumps(np.arange(3, dtype=np.uint8), protocol=2), "src")
     np.testing.assert_array_equal(got, [0, 1, 2])
+
+
+def test_the_classification_experiment_trains_on_cifar_images(tmp_path: Path) -> None:
+    """Any image shape reaches the network: a CIFAR-10 archive of 32×32×3 images trains a 3072-16-10 net
+    (the experiment checks the input layer against the pixels and the output layer against the classes)."""
+    from microcircuit.config import apply_overrides
+    from microcircuit.experiments import mnist as experiment
+    from microcircuit.presets import get_preset
+
+    members = {}
+    for i, name in enumerate(BATCHES):
+        d = batch_dict(i, 30)
+        d[b"labels"] = [(30 * i + k) % 10 for k in range(30)]  # every class in every batch
+        members[name] = pickled(d)
+    members["batches.meta"] = pickled({b"label_names": LABEL_NAMES, b"num_cases_per_batch": 30, b"num_vis": 3072})
+    path = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(payload)
+            tf.addfile(info, io.BytesIO(payload))
+    cfg = apply_overrides(get_preset("scaling", quick=True), [
+        f"training.data={str(path)!r}", "network.sizes=[3072,16,10]", "training.n_validation=30",
+        "training.epochs=1", "training.method=backprop", "training.lr=0.05"])
+    assert experiment.check(cfg) == []
+    summary = experiment.run(cfg, None)
+    assert summary["train_size"] == 120 and 0.0 <= summary["test_error"] <= 1.0
+    wrong = apply_overrides(cfg, ["network.sizes=[784,16,10]"])
+    with pytest.raises(ValueError, match="3072 pixels"):
+        experiment.check(wrong)
