@@ -123,7 +123,7 @@ def main() -> None:
                                ("circuit, transp. B", "training.feedback=transported"),
                                ("feedback alignm.", "training.method=feedback_alignment"),
                                ("direct FA", "training.method=direct_feedback_alignment")):
-                cases.append((f"{label} L={L}", "scaling", [*net, arm], (3000, 1000)))
+                cases.append((f"{label} L={L}", "scaling", [*net, arm], (20000, 3000)))
     for i, b in enumerate(int(v) for v in args.batches.split(",") if v.strip()):
         if b < 1:
             ap.error(f"--batches: mini-batch sizes must be >= 1, got {b}")
