@@ -373,10 +373,10 @@ def kill_and_resume(args: list[str], reference: Path, tmp_path: Path, signum: in
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_kill_a_real_run_and_resume_it(reference: Path, tmp_path: Path, signum: int) -> None:
-    """Fig. S1 in a real process, killed with SIGINT/SIGTERM and resumed (:func:`kill_and_resume`)."""
-    kill_and_resume(RUN, reference, tmp_path, signum, N_PATTERNS, SEGMENT)
+def test_kill_a_real_run_and_resume_it(reference: Path, tmp_path: Path) -> None:
+    """Fig. S1 in a real process, killed with SIGINT (Ctrl-C) and resumed (:func:`kill_and_resume`). SIGTERM
+    on a real process: tests/test_safety.py; both signals in process, on every experiment: the tests here."""
+    kill_and_resume(RUN, reference, tmp_path, signal.SIGINT, N_PATTERNS, SEGMENT)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -451,13 +451,6 @@ def test_regression_interrupt_twice_and_resume_bit_for_bit(fig2_reference: Path,
     assert r.exit_code == 0, r.output
     assert_same_run(fig2_reference, out, 60, 5, FIG2_TREES)
     assert [e["event"] for e in events(out)] == ["interrupted", "resumed", "interrupted", "resumed"]
-
-
-@pytest.mark.slow
-def test_kill_a_real_regression_run_and_resume_it(fig2_reference: Path, tmp_path: Path) -> None:
-    """Fig. 2 in a real process, killed with SIGTERM once its first checkpoint is on disk, then resumed to
-    the end in another process: bit for bit equal to the uninterrupted run (:func:`kill_and_resume`)."""
-    kill_and_resume(FIG2, fig2_reference, tmp_path, signal.SIGTERM, 60, 5)
 
 
 def test_regression_resume_refusals(fig2_reference: Path, tmp_path: Path) -> None:

@@ -385,6 +385,25 @@ def test_resuming_needs_the_same_cases(tmp_path: Path) -> None:
     assert "cases" not in load_sweep(write_sweep(tmp_path / "plain.toml")).fingerprint()
 
 
+def test_a_sweep_started_before_a_setting_existed_resumes_while_it_keeps_its_default(tmp_path: Path) -> None:
+    """A later version adds config keys: a sweep folder whose stored fingerprint lacks one resumes when the
+    new key is at its default (the behaviour the sweep ran with) and is refused, naming it, when it is not."""
+    from microcircuit.sweep import SweepDir
+
+    out = tmp_path / "out"
+    SweepDir.open(out, load_sweep(write_sweep(tmp_path / "s.toml")), resume=False).release()
+    state = json.loads((out / "sweep.json").read_text())
+    state["fingerprint"]["base"]["simulation"].pop("prospective")  # as written before the key existed
+    (out / "sweep.json").write_text(json.dumps(state))
+    SweepDir.open(out, load_sweep(write_sweep(tmp_path / "s.toml")), resume=True).release()
+    state = json.loads((out / "sweep.json").read_text())
+    state["fingerprint"]["base"]["simulation"].pop("prospective")
+    (out / "sweep.json").write_text(json.dumps(state))
+    with pytest.raises(ConfigError, match=r"started with in simulation\.prospective;"):
+        SweepDir.open(out, load_sweep(write_sweep(tmp_path / "s.toml"), ["simulation.prospective=true"]),
+                      resume=True).release()
+
+
 def test_the_case_example_of_the_docs_loads(tmp_path: Path) -> None:
     text = (Path(__file__).resolve().parent.parent / "docs" / "sweeps.md").read_text(encoding="utf-8")
     (example,) = [b for b in re.findall(r"^```toml\n(.*?)^```", text, re.S | re.M) if "[[cases." in b]

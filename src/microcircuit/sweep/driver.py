@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
+from ..config import Config, ConfigError, to_dict
 from ..errors import RunInterrupted
 from ..runs import RunDir, RunDirError, atomic_write
 from .collect import Collected, collect, fmt_params
@@ -116,7 +116,8 @@ class SweepDir:
                 state = json.loads(p.read_text())
             except ValueError:
                 raise RunDirError(f"{p} is not valid JSON; cannot resume this sweep") from None
-            diff = _differences(state.get("fingerprint", {}), json.loads(json.dumps(fp, default=str)))
+            diff = _differences(state.get("fingerprint", {}), json.loads(json.dumps(fp, default=str)),
+                                new_defaults={"base": _default_base()})
             if diff:
                 raise ConfigError(
                     f"--resume {self.path}: this sweep file differs from the one the folder was started with in "
@@ -159,11 +160,22 @@ class SweepDir:
                 f.write(text)
 
 
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+def _default_base() -> dict[str, Any]:
+    """A default config as the fingerprint holds it (JSON types)."""
+    return json.loads(json.dumps(to_dict(Config()), default=str))
+
+
+def _differences(a: Any, b: Any, prefix: str = "", new_defaults: Any = None) -> list[str]:
+    """The dotted keys where fingerprints ``a`` (stored) and ``b`` (now) differ. A key that ``a`` lacks and
+    ``b`` holds at its default (``new_defaults``) is a setting added by a later version of the package, with
+    the behaviour the stored sweep ran with: not a difference."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
+        defaults = new_defaults if isinstance(new_defaults, dict) else {}
         for k in sorted(a.keys() | b.keys()):
-            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+            if k not in a and k in defaults and b[k] == defaults[k]:
+                continue
+            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.", defaults.get(k))
         return out
     return [] if a == b else [prefix.rstrip(".").removeprefix("base.") or "(all)"]
 
