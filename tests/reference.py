@@ -84,8 +84,8 @@ def prospective_dendrites(p: Params, w: dict, s: dict, target_on: bool) -> dict:
     for k in range(N):
         v = below[k] @ w["W"][k].T + (w["b"][k] if p.bias else 0.0)
         v_basal.append(v)
-        if k < N - 1:
-            u_pro.append((p.g_B * v + p.g_A * v_apical[k]) / (p.g_lk + p.g_B + p.g_A))
+        if k < N - 1:  # PAL (docs/model.md §12): the soma sees v_A + ξ
+            u_pro.append((p.g_B * v + p.g_A * (v_apical[k] + _xi(s, k))) / (p.g_lk + p.g_B + p.g_A))
         elif target_on:
             u_pro.append((p.g_B * v + p.g_som * s["u_trgt"]) / (p.g_lk + p.g_B + p.g_som))
         else:
@@ -130,7 +130,7 @@ def time_derivatives(p: Params, s: dict, d: dict, target_on: bool) -> tuple[list
     du = []
     for k in range(N - 1):
         u = s["u"][k]
-        du.append(-p.g_lk * u + p.g_B * (d["v_basal"][k] - u) + p.g_A * (d["v_apical"][k] - u))
+        du.append(-p.g_lk * u + p.g_B * (d["v_basal"][k] - u) + p.g_A * (d["v_apical"][k] + _xi(s, k) - u))
     u = s["u"][N - 1]
     du_N = -p.g_lk * u + p.g_B * (d["v_basal"][N - 1] - u)
     if target_on:
@@ -142,6 +142,11 @@ def time_derivatives(p: Params, s: dict, d: dict, target_on: bool) -> tuple[list
         ui = s["u_inter"][k]
         du_inter.append(-p.g_lk * ui + p.g_D * (d["v_inter"][k] - ui) + p.g_som * (nudge[k + 1] - ui))
     return du, du_inter
+
+
+def _xi(s: dict, k: int) -> np.ndarray | float:
+    """PAL's apical noise ξ_k of hidden layer k (docs/model.md §12), 0 without PAL."""
+    return s["xi"][k] if "xi" in s else 0.0
 
 
 # Attenuation factors of the dendritic predictions (docs/model.md §3).
@@ -283,7 +288,7 @@ def run(p: Params, w: dict, s: dict, x: np.ndarray, target: np.ndarray, target_o
 def steady_state_rhs(p: Params, s: dict, d: dict, target_on: bool) -> dict:
     """Right-hand sides of the steady-state formulas of docs/model.md §2, evaluated at ``s`` / ``d``."""
     N = len(s["u"])
-    hidden = [(p.g_B * d["v_basal"][k] + p.g_A * d["v_apical"][k]) / (p.g_lk + p.g_B + p.g_A)
+    hidden = [(p.g_B * d["v_basal"][k] + p.g_A * (d["v_apical"][k] + _xi(s, k))) / (p.g_lk + p.g_B + p.g_A)
               for k in range(N - 1)]
     if target_on:
         out = (p.g_B * d["v_basal"][-1] + p.g_som * s["u_trgt"]) / (p.g_lk + p.g_B + p.g_som)
@@ -293,6 +298,43 @@ def steady_state_rhs(p: Params, s: dict, d: dict, target_on: bool) -> dict:
     inter = [(p.g_D * d["v_inter"][k] + p.g_som * upper[k + 1]) / (p.g_lk + p.g_D + p.g_som)
              for k in range(N - 1)]
     return {"u": [*hidden, out], "u_inter": inter}
+
+
+# --------------------------------------------------------------------------------------------------
+# PAL (docs/model.md §12), forward Euler only
+
+
+@dataclass(frozen=True)
+class PalParams:
+    """PAL's numbers: apical OU noise σ, τ_ξ; high-pass τ_HP; B's rate η_B per hidden layer; decay α."""
+
+    sigma: float = 0.05
+    tau_xi: float = 0.1
+    tau_hp: float = 0.1
+    eta_B: tuple[float, ...] = ()
+    alpha: float = 0.0
+
+
+def pal_step(p: Params, q: PalParams, w: dict, traces: dict, s: dict, x: np.ndarray, target: np.ndarray,
+             target_on: bool, draws: list) -> tuple[dict, dict, dict]:
+    """One step with PAL. The state also holds ``xi`` (ξ_k(t)), ``r_hp`` (r̃_{k+1}(t − dt)) and ``r_prev``
+    (r_{k+1}(t − dt)); ``draws`` are the N(0,1) numbers of ξ's step, one (B, n_k) array per hidden layer.
+
+    The somata see v_A + ξ (in ``dendrites`` and ``time_derivatives`` above); rule (9) v_A alone. Then
+    r̃(t) = r̃ + (r_{k+1}(t) − r_{k+1}(t − dt)) − dt/τ_HP·r̃, B_k += dt·η_B·(mean_b ξ_k r̃_{k+1}(t)ᵀ − α B_k)
+    (no τ_w trace), ξ ← ξ + (1/τ_ξ)(σ√(dt τ_ξ)·N(0,1) − dt·ξ). ``p.eta_B`` (rule 10) must be zero."""
+    assert not any(p.eta_B) and p.integrator == "euler"
+    d = dendrites(p, w, s, target_on)
+    w_next, tr_next, s_next = step(p, w, traces, s, x, target, target_on)
+    N = len(s["u"])
+    r_hp = [s["r_hp"][k] + (d["r"][k + 1] - s["r_prev"][k]) - p.dt / q.tau_hp * s["r_hp"][k] for k in range(N - 1)]
+    w_next["B"] = [w["B"][k] + p.dt * q.eta_B[k] * (_batch_outer(s["xi"][k], r_hp[k]) - q.alpha * w["B"][k])
+                   for k in range(N - 1)]
+    s_next["xi"] = [xi + (q.sigma * np.sqrt(p.dt * q.tau_xi) * n - p.dt * xi) / q.tau_xi
+                    for xi, n in zip(s["xi"], draws, strict=True)]
+    s_next["r_hp"] = r_hp
+    s_next["r_prev"] = [r.copy() for r in d["r"][1:]]
+    return w_next, tr_next, s_next
 
 
 # --------------------------------------------------------------------------------------------------
@@ -373,7 +415,8 @@ def to_package_state(s: dict):
     from microcircuit.dynamics import State
 
     return State(tuple(s["u"]), tuple(s["u_inter"]), s["r_in"], s["u_trgt"], tuple(s.get("u_pro", ())),
-                 tuple(s.get("u_inter_pro", ())))
+                 tuple(s.get("u_inter_pro", ())), tuple(s.get("xi", ())), tuple(s.get("r_hp", ())),
+                 tuple(s.get("r_prev", ())))
 
 
 def from_package_state(s) -> dict:
@@ -382,4 +425,7 @@ def from_package_state(s) -> dict:
     if s.u_pro:
         out["u_pro"] = [np.asarray(a, np.float64) for a in s.u_pro]
         out["u_inter_pro"] = [np.asarray(a, np.float64) for a in s.u_inter_pro]
+    for name in ("xi", "r_hp", "r_prev"):  # PAL (docs/model.md §12)
+        if getattr(s, name):
+            out[name] = [np.asarray(a, np.float64) for a in getattr(s, name)]
     return out

@@ -11,6 +11,7 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+local"
 
+from . import preflight  # the module: preflight.preflight(cfg), preflight.EULER_ACCURACY
 from .config import (
     Conductances,
     Config,
@@ -18,6 +19,7 @@ from .config import (
     Init,
     Model,
     NetworkSpec,
+    Pal,
     Plasticity,
     Record,
     Schedule,
@@ -32,7 +34,6 @@ from .dynamics import Dendrites, State, dendrites, init_state
 from .errors import DivergenceError, InputError
 from .network import Weights, init_weights, self_predicting
 from .plasticity import increments, zero_traces
-from .preflight import preflight
 from .presets import get_preset, preset_names
 from .simulate import Solution, Stream, simulate, step
 from .transfer import dphi, phi, phi_inv
@@ -47,6 +48,7 @@ __all__ = [
     "InputError",
     "Model",
     "NetworkSpec",
+    "Pal",
     "Plasticity",
     "Record",
     "Schedule",

@@ -24,6 +24,7 @@ __all__ = [
     "Init",
     "Model",
     "NetworkSpec",
+    "Pal",
     "Plasticity",
     "Record",
     "Schedule",
@@ -49,6 +50,8 @@ RECORDABLE = (
     "weight_norms",  # Frobenius norms of every matrix
     "self_prediction",  # mean_b ||v_A,k||^2 and mean_b ||u_{k+1} - u^I_k||^2
     "u_prospective",  # prospective potentials ŭ_k and ŭ^I_k (simulation.prospective only)
+    "alignment",  # angles ∠(W_{k+1}ᵀ, B_k) and ∠(B_k, φ'_k W_{k+1}ᵀ φ'_{k+1}) per hidden layer (docs/model.md §12)
+    "pal_noise",  # the apical Ornstein–Uhlenbeck noise ξ_k of PAL (pal.enabled only, docs/model.md §12)
 )
 
 
@@ -300,6 +303,40 @@ class Plasticity:
 
 
 @dataclass(frozen=True)
+class Pal:
+    """PAL, learned backprojections by noise-driven alignment (docs/model.md §12). Off unless ``enabled``.
+
+    With ``enabled``, every hidden pyramidal neuron carries its own Ornstein–Uhlenbeck noise ξ on its apical
+    potential (standard deviation about σ/√2, correlation time ``tau_xi`` ms), the rates of each layer above a
+    hidden layer are high-pass filtered (``tau_hp`` ms), and B_k learns by dB_k/dt = η_B (ξ_k r̃_{k+1}ᵀ − α B_k)
+    with η_B = ``eta_B`` (per ms, one for all hidden layers or one per hidden layer; 0 freezes B_k) and the
+    weight decay ``alpha``. This rule replaces rule (10): ``plasticity.eta_B`` must then be 0. The rule is applied
+    unfiltered (no τ_w trace). Rule (9) reads the apical potential without ξ."""
+
+    enabled: bool = False
+    sigma: float = 0.05
+    tau_xi: float = 0.1
+    tau_hp: float = 0.1
+    eta_B: float | tuple[float, ...] = 0.0
+    alpha: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.enabled, bool), "pal.enabled", f"must be true or false, got {self.enabled!r}")
+        _positive("pal.sigma", self.sigma, allow_zero=True)
+        _positive("pal.tau_xi", self.tau_xi)
+        _positive("pal.tau_hp", self.tau_hp)
+        _positive("pal.alpha", self.alpha, allow_zero=True)
+        vals = (self.eta_B,) if isinstance(self.eta_B, int | float) else self.eta_B
+        for x in vals:
+            _check(isinstance(x, int | float) and not isinstance(x, bool), "pal.eta_B", f"must be numbers, got {x!r}")
+            _positive("pal.eta_B", float(x), allow_zero=True)
+
+    def resolved(self, depth: int) -> Pal:
+        """The same settings with ``eta_B`` expanded to one entry per hidden layer, checked against the depth."""
+        return dataclasses.replace(self, eta_B=_rates(self.eta_B, depth - 1, "pal.eta_B"))
+
+
+@dataclass(frozen=True)
 class Simulation:
     """Integration: step and integrator, input filter, noise, nudging form, precision, divergence bound (§2).
 
@@ -541,9 +578,11 @@ class Model:
     conductances: Conductances = field(default_factory=Conductances)
     plasticity: Plasticity = field(default_factory=Plasticity)
     simulation: Simulation = field(default_factory=Simulation)
+    pal: Pal = field(default_factory=Pal)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plasticity", self.plasticity.resolved(self.network.depth))
+        object.__setattr__(self, "pal", self.pal.resolved(self.network.depth))
         c, dt = self.conductances, self.simulation.dt
         fastest = max(
             c.g_lk + c.g_B + c.g_A,  # hidden soma
@@ -569,6 +608,28 @@ class Model:
             f"= {defer} is not implemented with simulation.prospective = true: set plasticity.defer = 1 (or \"auto\", "
             "which is 1 in prospective mode)",
         )
+        self._check_pal()
+
+    def _check_pal(self) -> None:
+        """PAL (docs/model.md §12) against the other sections: no contradictory or unsupported combination."""
+        pal, p, sim = self.pal, self.plasticity, self.simulation
+        if not pal.enabled:
+            _check(not any(pal.eta_B), "pal.eta_B",
+                   f"= {pal.eta_B} is set but pal.enabled = false: set pal.enabled = true, or pal.eta_B = 0")
+            return
+        _check(not any(p.eta_B), "plasticity.eta_B",
+               f"= {p.eta_B} (rule 10) cannot be combined with pal.enabled = true: PAL's rule replaces rule (10) for "
+               "B; set plasticity.eta_B = 0 and give B's rate in pal.eta_B")
+        _check(p.update_every == 1, "plasticity.update_every",
+               f"= {p.update_every} is not implemented with pal.enabled = true: set it to 1")
+        _check(p.defer in (1, "auto"), "plasticity.defer",
+               f"= {p.defer} is not implemented with pal.enabled = true: set plasticity.defer = 1 (or \"auto\", "
+               "which is 1 with PAL)")
+        if sim.integrator == "euler":
+            for name in ("tau_xi", "tau_hp"):
+                tau = getattr(pal, name)
+                _check(sim.dt < 2 * tau, "simulation.dt",
+                       f"dt = {sim.dt} ms is beyond the stability bound 2·pal.{name} = {2 * tau} ms of the PAL filter")
 
 
 @dataclass(frozen=True)
@@ -595,6 +656,7 @@ class Config:
     record: Record = field(default_factory=Record)
     schedule: Schedule = field(default_factory=Schedule)
     training: Training = field(default_factory=Training)
+    pal: Pal = field(default_factory=Pal)
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
@@ -611,6 +673,11 @@ class Config:
             "record.quantities",
             "'u_prospective' needs simulation.prospective = true",
         )
+        _check(
+            "pal_noise" not in self.record.quantities or self.pal.enabled,
+            "record.quantities",
+            "'pal_noise' needs pal.enabled = true",
+        )
         if self.stimulus.kind == "teacher" and self.stimulus.teacher_sizes:
             ts = self.stimulus.teacher_sizes
             _check(
@@ -621,7 +688,7 @@ class Config:
 
     @property
     def model(self) -> Model:
-        return Model(self.network, self.conductances, self.plasticity, self.simulation)
+        return Model(self.network, self.conductances, self.plasticity, self.simulation, self.pal)
 
 
 # --------------------------------------------------------------------------------------------------

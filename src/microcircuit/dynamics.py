@@ -18,9 +18,11 @@ from .network import Weights
 from .transfer import phi
 
 __all__ = [
-    "Dendrites", "State", "dendrites", "derivatives", "filter_factor", "init_state", "integrate_potentials",
-    "relaxation", "with_prospective",
+    "PAL_STREAM", "Dendrites", "State", "dendrites", "derivatives", "filter_factor", "init_state",
+    "integrate_potentials", "pal_highpass", "pal_noise", "relaxation", "with_prospective",
 ]
+
+PAL_STREAM = 0x9A1  # PAL's normal draws at step n come from fold_in(fold_in(key, n), PAL_STREAM) (§12)
 
 
 class State(NamedTuple):
@@ -33,6 +35,11 @@ class State(NamedTuple):
     u_pro[i], u_inter_pro[i]: the prospective potentials ŭ of the previous step, whose rates reach the
                 apical dendrites through B and PI (``simulation.prospective``, docs/model.md §8; empty
                 otherwise), shaped like u, u_inter
+    xi[i]:      ξ_{i+1}, PAL's apical Ornstein–Uhlenbeck noise of hidden layer i+1 at time t, (B, n_{i+1})
+    r_hp[i]:    r̃_{i+2}, the high-pass filtered rate of layer i+2 (the layer above hidden layer i+1) at
+                t − dt, (B, n_{i+2})
+    r_prev[i]:  r_{i+2}(t − dt), the rate of layer i+2 one step earlier, (B, n_{i+2}); these three only with
+                ``pal.enabled`` (docs/model.md §12), empty otherwise
     """
 
     u: tuple[jax.Array, ...]
@@ -41,6 +48,9 @@ class State(NamedTuple):
     u_trgt: jax.Array
     u_pro: tuple[jax.Array, ...] = ()
     u_inter_pro: tuple[jax.Array, ...] = ()
+    xi: tuple[jax.Array, ...] = ()
+    r_hp: tuple[jax.Array, ...] = ()
+    r_prev: tuple[jax.Array, ...] = ()
 
 
 class Dendrites(NamedTuple):
@@ -74,12 +84,24 @@ def init_state(spec: NetworkSpec, batch: int, dtype: str = "float32", prospectiv
 
 
 def with_prospective(model: Model, s: State) -> State:
-    """``s`` in the layout of ``model``'s mode (docs/model.md §8): in prospective mode ŭ = u where the
+    """``s`` in the layout of ``model``'s mode (docs/model.md §8, §12): in prospective mode ŭ = u where the
     state has no prospective potentials yet (a circuit at rest or at a fixed point); in the original mode
-    without them."""
+    without them. With ``pal.enabled`` the PAL state is added where missing (ξ = 0, r̃ = 0, and the previous
+    rates r_{k+1} = φ(ŭ_{k+1}), or φ(u_{k+1}) in the original mode, so that the high-pass starts at rest);
+    without PAL it is dropped."""
     if not model.simulation.prospective:
-        return s._replace(u_pro=(), u_inter_pro=()) if (s.u_pro or s.u_inter_pro) else s
-    return s._replace(u_pro=s.u_pro or s.u, u_inter_pro=s.u_inter_pro or s.u_inter)
+        s = s._replace(u_pro=(), u_inter_pro=()) if (s.u_pro or s.u_inter_pro) else s
+    else:
+        s = s._replace(u_pro=s.u_pro or s.u, u_inter_pro=s.u_inter_pro or s.u_inter)
+    if not model.pal.enabled:
+        return s._replace(xi=(), r_hp=(), r_prev=()) if (s.xi or s.r_hp or s.r_prev) else s
+    t = model.network.transfer
+    upper = (s.u_pro or s.u)[1:]
+    return s._replace(
+        xi=s.xi or tuple(jnp.zeros_like(u) for u in s.u[:-1]),
+        r_hp=s.r_hp or tuple(jnp.zeros_like(u) for u in upper),
+        r_prev=s.r_prev or tuple(phi(t, u) for u in upper),
+    )
 
 
 def total_conductances(model: Model, target_on: jax.Array | bool) -> tuple[float, jax.Array | float, float]:
@@ -106,7 +128,7 @@ def _prospective_dendrites(model: Model, w: Weights, s: State, target_on: jax.Ar
     for i in range(N):
         v_basal.append(matvec(w.W[i], pre) + (w.b[i] if bias else 0.0))  # v_B,k = W_k r_{k−1}
         if i < N - 1:
-            du = _du_hidden(model, s.u[i], v_basal[i], v_apical[i])
+            du = _du_hidden(model, s.u[i], v_basal[i], _noisy_apical(s, v_apical, i))  # §12: v_A + ξ
             u_pro.append(s.u[i] + du / g_hidden)
         else:
             du = _du_output(model, s.u[i], v_basal[i], s.u_trgt, target_on)
@@ -160,10 +182,50 @@ def derivatives(
     are nudged towards ŭ_{k+1} (§8)."""
     N = len(s.u)
     upper = d.u_pro if model.simulation.prospective else s.u
-    du = [_du_hidden(model, s.u[i], d.v_basal[i], d.v_apical[i]) for i in range(N - 1)]
+    du = [_du_hidden(model, s.u[i], d.v_basal[i], _noisy_apical(s, d.v_apical, i)) for i in range(N - 1)]  # §12
     du.append(_du_output(model, s.u[-1], d.v_basal[-1], s.u_trgt, target_on))
     du_inter = tuple(_du_inter(model, ui, d.v_inter[i], upper[i + 1]) for i, ui in enumerate(s.u_inter))
     return tuple(du), du_inter
+
+
+def _noisy_apical(s: State, v_apical: tuple[jax.Array, ...], i: int) -> jax.Array:
+    """v_A,k + ξ_k, the apical potential the soma of hidden layer k sees under PAL (docs/model.md §12); v_A,k
+    without PAL."""
+    return v_apical[i] + s.xi[i] if s.xi else v_apical[i]
+
+
+def pal_highpass(model: Model, s: State, d: Dendrites) -> tuple[jax.Array, ...]:
+    """r̃_{k+1}(t) for every hidden layer k: r̃ ← r̃ + (r(t) − r(t − dt)) − a·r̃ with a = dt/τ_HP (forward
+    Euler; 1 − e^(−dt/τ_HP) for the exponential integrator), r(t) the rate layer k+1 sends at t
+    (docs/model.md §12)."""
+    a = filter_factor(model.simulation, model.pal.tau_hp)
+    return tuple(h + (r - rp) - a * h for h, r, rp in zip(s.r_hp, d.r[1:], s.r_prev, strict=True))  # §12 high-pass
+
+
+def pal_noise(model: Model, s: State, key: jax.Array) -> jax.Array:
+    """The standard normal draws of PAL's noise for one step, (B, Σ_k n_k) over the hidden layers k, from
+    ``fold_in(key, PAL_STREAM)`` where ``key`` is the step's key (docs/model.md §12)."""
+    widths = sum(x.shape[-1] for x in s.xi)
+    return jax.random.normal(jax.random.fold_in(key, PAL_STREAM), (s.xi[0].shape[0], widths), s.xi[0].dtype)
+
+
+def _pal_next(model: Model, s: State, d: Dendrites, noise: jax.Array | None) -> State:
+    """ξ(t + dt), r̃(t) and r(t) for the next step (docs/model.md §12). Forward Euler:
+    ξ ← ξ + (1/τ_ξ)(σ√(dt τ_ξ) N(0,1) − dt ξ); the exponential integrator takes the exact OU step
+    ξ ← e^(−dt/τ_ξ) ξ + σ√((1 − e^(−2dt/τ_ξ))/2) N(0,1). Both have the stationary variance σ²/(2 − dt/τ_ξ)
+    (Euler) or σ²/2 (exact); ``noise`` None or σ = 0: ξ only decays."""
+    pal, sim = model.pal, model.simulation
+    a = filter_factor(sim, pal.tau_xi)
+    if sim.integrator == "euler":
+        scale = pal.sigma * math.sqrt(sim.dt / pal.tau_xi)  # (1/τ_ξ)·σ√(dt τ_ξ)
+    else:
+        scale = pal.sigma * math.sqrt(-math.expm1(-2 * sim.dt / pal.tau_xi) / 2)
+    xi = [x - a * x for x in s.xi]  # §12 OU decay −(dt/τ_ξ) ξ
+    if noise is not None and pal.sigma > 0:
+        parts = jnp.split(noise, list(itertools.accumulate(x.shape[-1] for x in s.xi))[:-1], axis=-1)
+        xi = [x + scale * p for x, p in zip(xi, parts, strict=True)]  # §12 OU kick σ√(dt/τ_ξ)·N(0,1)
+    r_now = tuple(r.astype(rp.dtype) for r, rp in zip(d.r[1:], s.r_prev, strict=True))
+    return s._replace(xi=tuple(xi), r_hp=pal_highpass(model, s, d), r_prev=r_now)
 
 
 def _du_hidden(model: Model, u: jax.Array, v_basal: jax.Array, v_apical: jax.Array) -> jax.Array:
@@ -221,12 +283,15 @@ def integrate_potentials(
     target_on: jax.Array,
     key: jax.Array | None,
     noise: jax.Array | None = None,
+    pal_draws: jax.Array | None = None,
 ) -> State:
     """One step of all potentials and of the τ_0 input/target filters (docs/model.md §2): Euler–Maruyama, or
     the exponential integrator (``simulation.integrator``, see :func:`relaxation`).
 
     Noise σ·√dt·N(0,1) per soma (``noise="sqrt_dt"``) or σ·dt·N(0,1) (``noise="dt"``); none if σ = 0.
     While no target is presented the target filter follows u_N, so a new target comes on smoothly.
+    With ``pal.enabled`` also PAL's noise ξ, high-pass r̃ and previous rates (docs/model.md §12), with the
+    normal draws ``pal_draws`` (B, Σ hidden widths), or drawn by :func:`pal_noise` from ``key``.
     """
     sim, g = model.simulation, model.conductances
     du, du_inter = derivatives(model, s, d, target_on)
@@ -258,4 +323,11 @@ def integrate_potentials(
         r_in = jnp.broadcast_to(x, s.r_in.shape).astype(s.r_in.dtype)
         u_trgt = jnp.where(target_on, target, u[-1])
     s_next = State(tuple(u), tuple(u_inter), r_in, u_trgt.astype(s.u_trgt.dtype))
-    return s_next._replace(u_pro=d.u_pro, u_inter_pro=d.u_inter_pro) if sim.prospective else s_next  # §8
+    if sim.prospective:
+        s_next = s_next._replace(u_pro=d.u_pro, u_inter_pro=d.u_inter_pro)  # §8
+    if model.pal.enabled:
+        if pal_draws is None and key is not None and model.pal.sigma > 0:
+            pal_draws = pal_noise(model, s, key)
+        p = _pal_next(model, s, d, pal_draws)
+        s_next = s_next._replace(xi=p.xi, r_hp=p.r_hp, r_prev=p.r_prev)
+    return s_next

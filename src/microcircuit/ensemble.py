@@ -5,7 +5,8 @@ same :class:`~microcircuit.config.Model` drives them all. The pure :func:`~micro
 is scanned over time and ``jax.vmap``-ed over the members, so one compiled loop advances every member
 by the same Euler steps (docs/model.md §2–§3) with the same semantics as ``simulate``: step n of a member
 shows pattern ``n // steps_per_pattern``, draws its noise from ``fold_in(key, n)`` and applies the
-learning lag. Nothing is recorded inside the loop; callers evaluate between calls.
+learning lag (PAL's noise, docs/model.md §12, from ``fold_in(fold_in(key, n), PAL_STREAM)``, as in
+``simulate``). Nothing is recorded inside the loop; callers evaluate between calls.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _advance(
     plastic: bool,
 ) -> tuple[Weights, Weights, State]:
     """``steps`` Euler steps of every member, starting at step ``n0`` of the stream."""
-    noisy = model.simulation.sigma > 0
+    noisy = model.simulation.sigma > 0 or (model.pal.enabled and model.pal.sigma > 0)  # §2, §12
 
     def member(w: Weights, tr: Weights, s: State, stream: Stream, key: jax.Array) -> tuple[Weights, Weights, State]:
         def body(c: tuple[Weights, Weights, State, jax.Array], _: None) -> tuple[tuple, None]:
@@ -117,7 +118,7 @@ def simulate_ensemble(
         DivergenceError: a member's potentials became NaN/Inf or left ``simulation.divergence_bound``.
     """
     sim = model.simulation
-    state = with_prospective(model, state)  # adds or drops ŭ (docs/model.md §8)
+    state = with_prospective(model, state)  # adds or drops ŭ and PAL's state (docs/model.md §8, §12)
     S = stream.x.shape[0]
     sizes = {a.shape[0] for a in jax.tree_util.tree_leaves((weights, state, stream))} | {len(keys)}
     if sizes != {S} or stream.x.ndim != 4 or stream.target_on.ndim != 2:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from .config import Model
-from .dynamics import Dendrites, State, filter_factor, matvec
+from .dynamics import Dendrites, State, filter_factor, matvec, pal_highpass
 from .network import Weights
 from .transfer import phi
 
@@ -41,7 +41,10 @@ def increment_factors(
 
     In prospective mode (docs/model.md §8) ``d.r`` = φ(ŭ), so the rules read ŭ where the original rules
     read u; rules (9) and (10) pair the apical potential with the rates that reached the apical dendrite
-    (``d.r_inter_apical``, ``d.r_apical``, of the previous step)."""
+    (``d.r_inter_apical``, ``d.r_apical``, of the previous step).
+
+    With ``pal.enabled`` (docs/model.md §12) B_k's factors are PAL's (ξ_k, r̃_{k+1}) instead of rule (10)'s;
+    the weight decay −α B_k is added by :func:`increments`."""
     g, p = model.conductances, model.plasticity
     t = model.network.transfer
     bias = model.network.bias
@@ -72,6 +75,11 @@ def increment_factors(
         if p.eta_B[i] != 0:  # (10) [φ(u_k) − φ(B_k r_{k+1})] r_{k+1}ᵀ
             pred = matvec(w.B[i], r_top[i]) if top_down is None else top_down[i]
             B[i] = (d.r[i] - phi(t, pred), r_top[i])
+    if model.pal.enabled:
+        r_hp = pal_highpass(model, s, d)
+        for i in range(N - 1):
+            if model.pal.eta_B[i] != 0:  # §12 PAL: ξ_k r̃_{k+1}ᵀ
+                B[i] = (s.xi[i], r_hp[i])
     return Weights(tuple(W), tuple(b), tuple(B), tuple(PI), tuple(IP), tuple(c))
 
 
@@ -94,8 +102,14 @@ def from_factors(w: Weights, factors: Weights, batch: int, only: tuple[str, ...]
 
 
 def increments(model: Model, w: Weights, s: State, d: Dendrites) -> Weights:
-    """Instantaneous increments δ of rules (7)–(10) at the state ``s`` (zeros where frozen), batch-averaged."""
-    return from_factors(w, increment_factors(model, w, s, d), s.r_in.shape[0])
+    """Instantaneous increments δ of rules (7)–(10) at the state ``s`` (zeros where frozen), batch-averaged;
+    with ``pal.enabled`` B_k's is PAL's mean_b ξ_k r̃_{k+1}ᵀ − α B_k (docs/model.md §12)."""
+    delta = from_factors(w, increment_factors(model, w, s, d), s.r_in.shape[0])
+    pal = model.pal
+    if not pal.enabled or pal.alpha == 0:
+        return delta
+    B = tuple(x - pal.alpha * b if eta != 0 else x for x, b, eta in zip(delta.B, w.B, pal.eta_B, strict=True))
+    return delta._replace(B=B)  # §12 PAL decay −α B_k
 
 
 def order_after(*trees: object) -> jax.Array:
@@ -112,9 +126,11 @@ def order_after(*trees: object) -> jax.Array:
 
 
 def learning_rates(model: Model) -> Weights:
-    """η per weight array, in the layout of :class:`Weights` (biases share their matrix's rate)."""
+    """η per weight array, in the layout of :class:`Weights` (biases share their matrix's rate); B's is
+    ``pal.eta_B`` with PAL (docs/model.md §12), else ``plasticity.eta_B``."""
     p = model.plasticity
-    return Weights(p.eta_W, p.eta_W, p.eta_B, p.eta_PI, p.eta_IP, p.eta_IP)
+    eta_B = model.pal.eta_B if model.pal.enabled else p.eta_B
+    return Weights(p.eta_W, p.eta_W, eta_B, p.eta_PI, p.eta_IP, p.eta_IP)
 
 
 def apply_updates(
@@ -127,6 +143,7 @@ def apply_updates(
     only: tuple[str, ...] | None = None,
 ) -> tuple[Weights, Weights]:
     """One Euler step of the weights: W += dt·η·Δ and τ_w dΔ/dt = −Δ + δ (or W += dt·η·δ when τ_w = 0).
+    With ``pal.enabled`` B is stepped unfiltered, B += dt·η_B·δ, whatever τ_w (docs/model.md §12).
 
     ``gate`` (traced) scales every weight step (learning lag 0/1 times a learning-rate scale); where it
     is not > 0 the traces are held too, e.g. during the learning lag.
@@ -151,7 +168,7 @@ def apply_updates(
                 w_out.append(x)
                 tr_out.append(tr)
                 continue
-            if tau_w > 0:
+            if tau_w > 0 and not (name == "B" and model.pal.enabled):  # §12: PAL's B rule is not τ_w-filtered
                 step = (dt * eta + zero) * tr
                 if gate is not None:
                     step = gate * step

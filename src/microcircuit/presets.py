@@ -11,6 +11,7 @@ from .config import (
     ConfigError,
     Init,
     NetworkSpec,
+    Pal,
     Plasticity,
     Record,
     Schedule,
@@ -361,6 +362,65 @@ def le_bars(quick: bool = False) -> Config:
     )
 
 
+def pal_alignment(quick: bool = False) -> Config:
+    """PAL (docs/model.md §12): B-only learning on 5-20-10-20-5 with W frozen, from a self-predicting start,
+    100 random inputs U(0, 1) each held 1 ms and reshuffled every epoch, dt = 0.01 ms, 10 s, 10 seeds; the
+    authors' constants (σ 0.05, τ_ξ = τ_HP = 0.1 ms, η_B 50, η_PI 5, α 1e-5, W and B from U(−1, 1)). Arms: PAL,
+    feedback alignment (B fixed) and PAL with the original (not prospective) dynamics. ``quick``: 2 seeds,
+    0.4 s, σ = 0.2 (16× the noise power, so that B turns within the short run)."""
+    return Config(
+        name="pal-alignment-quick" if quick else "pal-alignment",
+        experiment="pal_alignment",
+        seed=0,
+        n_seeds=2 if quick else 10,
+        network=NetworkSpec(sizes=(5, 20, 10, 20, 5), transfer=Transfer(kind="logistic"), bias=False,
+                            init=Init(W=1.0, B=1.0, IP=1.0, PI=1.0, self_predicting=True)),
+        conductances=Conductances(g_lk=0.03, g_B=0.1, g_A=0.06, g_D=0.1, g_som=0.06),
+        plasticity=Plasticity(eta_W=0.0, eta_IP=0.0, eta_PI=5.0, eta_B=0.0, tau_w=0.0),
+        simulation=Simulation(dt=0.01, tau_0=0.0, sigma=0.0, prospective=True),
+        pal=Pal(enabled=True, sigma=0.2 if quick else 0.05, tau_xi=0.1, tau_hp=0.1, eta_B=50.0, alpha=1e-5),
+        stimulus=Stimulus(kind="random_uniform", n_patterns=100, duration=1.0, low=0.0, high=1.0),
+        training=Training(epochs=4 if quick else 100),
+        schedule=Schedule(segment=1 if quick else 5),
+    )
+
+
+def pal_alignment_nonlinear(quick: bool = False) -> Config:
+    """`pal-alignment` in the authors' nonlinear regime: W and B from U(−5, 5), η_B 20, η_PI 0.5, 50 s
+    (``quick``: 2 seeds, 0.4 s, σ = 0.2)."""
+    base = pal_alignment(quick)
+    return merge(base, {
+        "name": "pal-alignment-nonlinear-quick" if quick else "pal-alignment-nonlinear",
+        "network": {"init": {"W": 5.0, "B": 5.0, "IP": 5.0, "PI": 5.0}},
+        "plasticity": {"eta_PI": 0.5},
+        "pal": {"eta_B": 20.0},
+        "training": {"epochs": 4 if quick else 500},
+        "schedule": {"segment": 1 if quick else 25},
+    })
+
+
+def pal_teacher(quick: bool = False) -> Config:
+    """PAL's teacher–student test (docs/model.md §12): 1-1-1, logistic, teacher weights 2, the student's W and B
+    from U(−1, 0) (B the wrong sign); σ 0.01, η_W (2, 0.5), η_B 20, η_IP 10, η_PI 0.5, α 1e-6, τ_w 100 ms, 100
+    inputs U(0, 1) of 1 ms, 5,000 epochs (500 s), 5 seeds; PAL against a fixed B. ``quick``: 2 seeds, 30 epochs,
+    σ = 0.05 (it only checks that the run works: B needs hundreds of epochs to flip)."""
+    return Config(
+        name="pal-teacher-quick" if quick else "pal-teacher",
+        experiment="pal_teacher",
+        seed=0,
+        n_seeds=2 if quick else 5,
+        network=NetworkSpec(sizes=(1, 1, 1), transfer=Transfer(kind="logistic"), bias=False,
+                            init=Init(W=1.0, B=1.0, IP=1.0, PI=1.0, self_predicting=True)),
+        conductances=Conductances(g_lk=0.03, g_B=0.1, g_A=0.06, g_D=0.1, g_som=0.06),
+        plasticity=Plasticity(eta_W=(2.0, 0.5), eta_IP=10.0, eta_PI=0.5, eta_B=0.0, tau_w=100.0),
+        simulation=Simulation(dt=0.01, tau_0=0.0, sigma=0.0, prospective=True),
+        pal=Pal(enabled=True, sigma=0.05 if quick else 0.01, tau_xi=0.1, tau_hp=0.1, eta_B=20.0, alpha=1e-6),
+        stimulus=Stimulus(kind="random_uniform", n_patterns=100, duration=1.0, low=0.0, high=1.0),
+        training=Training(epochs=30 if quick else 5000),
+        schedule=Schedule(segment=10 if quick else 100),
+    )
+
+
 PRESETS: dict[str, Callable[[bool], Config]] = {
     "fig-s1": fig_s1,
     "fig1": fig1,
@@ -378,6 +438,9 @@ PRESETS: dict[str, Callable[[bool], Config]] = {
     "mnist-dynamics-le": mnist_dynamics_le,
     "scaling": scaling,
     "scaling-le": scaling_le,
+    "pal-alignment": pal_alignment,
+    "pal-alignment-nonlinear": pal_alignment_nonlinear,
+    "pal-teacher": pal_teacher,
 }
 
 

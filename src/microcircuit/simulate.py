@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import deferred
+from . import alignment, deferred
 from .config import Model, Record, Simulation
 from .dynamics import Dendrites, State, dendrites, integrate_potentials, with_prospective
 from .errors import DivergenceError, InputError
@@ -104,11 +104,17 @@ def step(
     plastic: bool = True,
     gate: jax.Array | None = None,
     noise: jax.Array | None = None,
+    pal_draws: jax.Array | None = None,
 ) -> tuple[Weights, Weights, State]:
     """One synchronous Euler step (docs/model.md §3, Decision): every dendritic potential, rate and weight
-    increment is computed from the state at t, then potentials and weights are updated together."""
+    increment is computed from the state at t, then potentials and weights are updated together.
+
+    ``noise``: the somatic normal draws (else drawn from ``key``); ``pal_draws``: PAL's (docs/model.md §12;
+    else drawn from ``fold_in(key, PAL_STREAM)``). A state without the mode's layout gets it first
+    (:func:`~microcircuit.dynamics.with_prospective`; a no-op for a state from ``simulate``)."""
+    s = with_prospective(model, s)
     d = dendrites(model, w, s, target_on)
-    s_next = integrate_potentials(model, s, d, x, target, target_on, key, noise)
+    s_next = integrate_potentials(model, s, d, x, target, target_on, key, noise, pal_draws)
     if plastic:
         delta = increments(model, w, s, d)
         w, traces = apply_updates(model, w, traces, delta, gate, after=order_after(d, delta))
@@ -137,6 +143,10 @@ def _snapshot(model: Model, quantities: tuple[str, ...], w: Weights, s: State, t
         elif q == "u_prospective":  # docs/model.md §8
             out.update({f"u_pro_{i + 1}": u for i, u in enumerate(s.u_pro)})
             out.update({f"u_inter_pro_{i + 1}": u for i, u in enumerate(s.u_inter_pro)})
+        elif q == "pal_noise":  # docs/model.md §12
+            out.update({f"xi_{i + 1}": x for i, x in enumerate(s.xi)})
+        elif q == "alignment":  # docs/model.md §12
+            out.update(alignment.snapshot_angles(model, w, d))
         elif q == "weight_norms":
             for name, arrays in zip(Weights._fields, w, strict=True):
                 if name not in ("b", "c"):
@@ -185,6 +195,7 @@ def _chunk(
 ) -> tuple[_Carry, dict[str, jax.Array]]:
     """``n_records`` × ``stride`` steps; a snapshot after each ``stride`` (kept if ``keep``)."""
     noisy = model.simulation.sigma > 0
+    pal_noisy = model.pal.enabled and model.pal.sigma > 0  # PAL draws from fold_in(fold_in(key, n), PAL_STREAM)
 
     batch = carry.state.r_in.shape[0]
     width = sum(u.shape[-1] for u in (*carry.state.u, *carry.state.u_inter))
@@ -207,8 +218,9 @@ def _chunk(
         c = _check_teachers(model, c, stream.target_on[p])
         if noisy and xi is None:
             xi = draw(c.n)
+        k = jax.random.fold_in(key, c.n) if pal_noisy else None  # only PAL's draws come from it here
         w, tr, s = step(
-            model, c.weights, c.traces, c.state, stream.x[p], stream.target[p], stream.target_on[p], None,
+            model, c.weights, c.traces, c.state, stream.x[p], stream.target[p], stream.target_on[p], k,
             plastic, gate_at(c.n), noise=xi,
         )
         return c._replace(weights=w, traces=tr, state=s, n=c.n + 1), None
@@ -320,6 +332,11 @@ def _check_inputs(
     shapes = {"state.r_in": (s.r_in, n[0]), "state.u_trgt": (s.u_trgt, n[-1])}
     shapes.update({f"state.u[{i}] (layer {i + 1})": (u, n[i + 1]) for i, u in enumerate(s.u)})
     shapes.update({f"state.u_inter[{i}] (layer {i + 1})": (u, n[i + 2]) for i, u in enumerate(s.u_inter)})
+    for name, widths in (("xi", n[1:N]), ("r_hp", n[2:]), ("r_prev", n[2:])):  # PAL's state (docs/model.md §12)
+        arrays = getattr(s, name)
+        if model.pal.enabled and len(arrays) != N - 1:  # a model without PAL has none (with_prospective)
+            raise InputError(f"state.{name}: expected {N - 1} arrays (one per hidden layer), got {len(arrays)}")
+        shapes.update({f"state.{name}[{i}] (layer {i + 1})": (a, widths[i]) for i, a in enumerate(arrays)})
     if len(s.u) != N or len(s.u_inter) != N - 1:
         raise InputError(f"state: expected {N} somatic and {N - 1} interneuron arrays for sizes {n}")
     for name, (a, width) in shapes.items():
@@ -374,7 +391,7 @@ def resolve_defer(model: Model, batch: int, spp: int, stride: int | None = None,
     p = model.plasticity
     if p.defer != "auto":
         return model
-    if model.simulation.prospective:  # not implemented for the prospective mode (docs/model.md §8)
+    if model.simulation.prospective or model.pal.enabled:  # not implemented there (docs/model.md §8, §12)
         return dataclasses.replace(model, plasticity=dataclasses.replace(p, defer=1))
     shapes, rates = _weight_shapes(model.network.sizes), learning_rates(model)
     plastic_weights = sum(math.prod(shp) for name in ("W", "B", "PI", "IP")
@@ -454,7 +471,7 @@ def simulate(
         stream: the patterns, see :class:`Stream`.
         duration: presentation time per pattern in ms (a whole number of dt steps).
         key: PRNG key for the somatic noise; step n uses ``fold_in(key, n)``, so results do not depend
-            on chunking. Needed when σ > 0.
+            on chunking (PAL's noise ``fold_in(fold_in(key, n), PAL_STREAM)``). Needed when σ > 0.
         plastic: apply rules (7)–(10) (matrices with η = 0 stay frozen either way).
         record: what to record and how often; ``None`` records nothing.
         traces: the τ_w-filtered increments to continue from (zeros if ``None``).
@@ -474,8 +491,10 @@ def simulate(
     sim = model.simulation
     if sim.sigma > 0 and key is None:
         raise InputError("key: a PRNG key is needed when simulation.sigma > 0 (e.g. jax.random.key(0))")
+    if model.pal.enabled and model.pal.sigma > 0 and key is None:
+        raise InputError("key: a PRNG key is needed when pal.enabled and pal.sigma > 0 (e.g. jax.random.key(0))")
     key = as_key(key)
-    state = with_prospective(model, state)  # adds or drops ŭ (docs/model.md §8)
+    state = with_prospective(model, state)  # adds or drops ŭ and PAL's state (docs/model.md §8, §12)
     spp = _check_inputs(model, weights, state, stream, duration, traces)
     model = resolve_defer(model, state.r_in.shape[0], spp, record.stride if record else None, plastic)
     K, defer = block_steps(model, plastic)

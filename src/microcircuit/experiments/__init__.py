@@ -24,6 +24,8 @@ EXPERIMENTS: dict[str, str] = {
     "backprop_link": "backprop_link",
     "mnist": "mnist",
     "le_bars": "le_bars",
+    "pal_alignment": "pal_alignment",
+    "pal_teacher": "pal_teacher",
 }
 
 Runner = Callable[..., dict[str, Any]]

@@ -40,7 +40,7 @@ __all__ = ["G_SOM", "link", "networks", "run", "unused", "weights_for"]
 def unused(cfg: Config) -> tuple[str, ...]:
     """Settings this analysis does not read: it compares fixed points, without a simulation or learning."""
     return ("training", "init_from", "n_seeds", "record", "schedule", "plasticity", "stimulus.kind",
-            "stimulus.n_patterns", "stimulus.duration", "stimulus.teacher_sizes")
+            "stimulus.n_patterns", "stimulus.duration", "stimulus.teacher_sizes", "pal")
 
 G_SOM = (0.8, 0.4, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)  # strong to weak nudging
 FEEDBACK = ("transpose", "random")  # B_k = W_{k+1}ᵀ, or fixed random B_k

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..checkpoint import checkpoint_path, list_checkpoints, load_latest, prune_checkpoints, save_checkpoint
 from ..config import Config, ConfigError, Model, Record
-from ..dynamics import State, init_state
+from ..dynamics import State, init_state, with_prospective
 from ..errors import CheckpointError, DivergenceError, RunInterrupted
 from ..network import Weights, init_weights, self_predicting_distance
 from ..plasticity import zero_traces
@@ -39,17 +39,19 @@ __all__ = [
 
 def build(cfg: Config) -> tuple[Model, Weights, State]:
     """The model (rates derived from ``training.lr`` where set, :mod:`microcircuit.rates`), its initial weights
-    (seeded by ``cfg.seed``) and a resting state of batch size B."""
+    (seeded by ``cfg.seed``) and a resting state of batch size B, in the layout of the model's mode (with ŭ in
+    prospective mode and PAL's state with ``pal.enabled``, docs/model.md §8, §12)."""
     model = resolve_model(cfg)
     key = jax.random.fold_in(jax.random.key(cfg.seed), 0)
     w = init_weights(model.network, model.conductances, key, model.simulation.dtype)
-    return model, w, init_state(model.network, cfg.stimulus.batch, model.simulation.dtype,
-                                model.simulation.prospective)
+    return model, w, with_prospective(model, init_state(model.network, cfg.stimulus.batch, model.simulation.dtype,
+                                                        model.simulation.prospective))
 
 
 def deterministic(model: Model) -> Model:
-    """The same model with σ = 0 (testing conditions, docs/model.md §2)."""
-    return dataclasses.replace(model, simulation=dataclasses.replace(model.simulation, sigma=0.0))
+    """The same model with σ = 0 (testing conditions, docs/model.md §2), PAL's apical noise too (§12)."""
+    return dataclasses.replace(model, simulation=dataclasses.replace(model.simulation, sigma=0.0),
+                               pal=dataclasses.replace(model.pal, sigma=0.0))
 
 
 def self_prediction_errors(model: Model, w: Weights, x_test: np.ndarray, settle: float) -> dict[str, float]:

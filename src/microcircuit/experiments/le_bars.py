@@ -60,7 +60,7 @@ def unused(cfg: Config) -> tuple[str, ...]:
             "training.probe", "training.settle_images", "init_from", "record",
             "simulation.prospective", "stimulus.kind",
             "stimulus.n_patterns", "stimulus.batch", "stimulus.low", "stimulus.high", "stimulus.teacher_sizes",
-            "schedule.n_test", "schedule.settle", "schedule.checkpoint_every", "schedule.keep_checkpoints")
+            "schedule.n_test", "schedule.settle", "schedule.checkpoint_every", "schedule.keep_checkpoints", "pal")
 
 
 def check(cfg: Config) -> list[str]:

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..backprop import angle, backprop_updates, feedforward, update_scale
 from ..config import Config, Model
-from ..dynamics import dendrites, init_state
+from ..dynamics import dendrites, init_state, with_prospective
 from ..ensemble import simulate_ensemble, stack
 from ..errors import DivergenceError
 from ..network import Weights, self_predicting_weights
@@ -96,7 +96,8 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
     lrs = tuple(eta * st.duration * c for eta, c in zip(model.plasticity.eta_W, update_scale(model.conductances, N),
                                                           strict=True))
     circuit0 = {"weights": w0, "traces": jax.vmap(zero_traces)(w0),
-                "state": stack([init_state(cfg.network, 1, model.simulation.dtype, model.simulation.prospective)] * S)}
+                "state": stack([with_prospective(model, init_state(cfg.network, 1, model.simulation.dtype,
+                                                                   model.simulation.prospective))] * S)}
     carry0 = {**circuit0, "shallow": circuit0, **{name: {"W": w0.W, "b": w0.b} for name in FEEDFORWARD}}
 
     def advance(seg: Segment, c: dict[str, Any], on_chunk: Callable[[int], None]) -> tuple[dict[str, Any], dict]:

@@ -51,7 +51,8 @@ class ContinuousTime:
     n_check: int = 2_000
 
     def unused(self, cfg: Config) -> tuple[str, ...]:
-        out = ("training.lr_backprop", "training.loss", "training.n_passes", "training.rule9_state", "training.probe")
+        out = ("training.lr_backprop", "training.loss", "training.n_passes", "training.rule9_state", "training.probe",
+               "pal")  # the MNIST runner's continuous time has no PAL state (docs/pal.md)
         if cfg.training.lr > 0:
             out += ("plasticity.eta_W", "plasticity.eta_IP")
         return out
