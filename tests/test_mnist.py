@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +40,11 @@ def test_quick_preset_learns_the_embedded_subset(tmp_path):
     assert [r["epoch"] for r in rows] == list(range(1, cfg.training.epochs + 1))
     # the interneurons follow W_2, W_3 (§4): 0.07 % and 0.4 % off after 40 epochs; with IP_1 frozen 5-9 %
     assert all(max(r["ip_distance"]) < 0.02 and r["pi_distance"] == [0.0, 0.0] for r in rows), rows[-1]
+    # docs/results.md quotes this run: its row must be what the run gives (so it cannot go stale)
+    best = min(rows, key=lambda r: r["validation_error"])
+    row = (f"| `mnist --quick` (subset, seed 0) | | {100 * summary['test_error']:.2f} % | "
+           f"{100 * best['validation_error']:.2f} % ({best['epoch']} / {cfg.training.epochs}) |")
+    assert row in (Path(__file__).parents[1] / "docs" / "results.md").read_text(), row
 
 
 def test_dynamics_learn_the_embedded_subset():
