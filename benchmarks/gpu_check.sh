@@ -22,7 +22,7 @@ timeout "${BENCH_TIMEOUT:-240}" $PY benchmarks/bench_mnist.py --levers --batches
 
 # 2. the user's path: one epoch of mnist-dynamics --quick (embedded subset) through the CLI
 timeout "${RUN_TIMEOUT:-90}" $PY -c "from microcircuit.cli import main; main()" run mnist-dynamics --quick \
-  --set training.epochs=1 --out "${RUN_DIR:-/tmp/gpu-run-quick}" 2>&1 | tr '\r' '\n' | grep -v "it/s\]$\|batch/s\]$" | tee "$OUT/run.log"
+  --set training.epochs=1 --out "${RUN_DIR:-/tmp/gpu-run-quick}" --overwrite 2>&1 | tr '\r' '\n' | grep -v "it/s\]$\|batch/s\]$" | tee "$OUT/run.log"
 
 # 3. the JAX dynamics, plasticity, steady state and backprop against the float64 NumPy reference, on the GPU
 timeout "${TEST_TIMEOUT:-200}" $PY -m pytest -q -p no:cacheprovider --durations=5 tests/test_transfer.py \

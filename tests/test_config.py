@@ -30,6 +30,7 @@ from microcircuit.config import (
     to_dict,
     to_toml,
 )
+from microcircuit.presets import get_preset
 
 # --------------------------------------------------------------------------------------------------
 # Range checks name the key
@@ -431,3 +432,30 @@ def test_initial_bias_means() -> None:
         Init(bias_mean=float("nan"))
     cfg = apply_overrides(Config(network=NetworkSpec(sizes=(5, 4, 3))), ["network.init.bias_mean=[-1,-2.5]"])
     assert cfg.network.init.bias_mean == (-1.0, -2.5)
+
+
+def test_key_suggestions_ignore_case() -> None:
+    """A key typed in the wrong case is pointed to the right one (eta_pi -> eta_PI), in --set, in a TOML
+    table and for presets; a wrong word still gets its closest match."""
+    from microcircuit.config import closest
+
+    with pytest.raises(ConfigError, match=r"plasticity\.eta_pi: unknown key \(did you mean 'plasticity\.eta_PI'\?\)"):
+        apply_overrides(get_preset("mnist", quick=True), ["plasticity.eta_pi=0.1"])
+    with pytest.raises(ConfigError, match=r"did you mean 'conductances\.g_A'"):
+        from_dict(Config, {"conductances": {"G_a": 0.1}})
+    with pytest.raises(ConfigError, match=r"did you mean 'mnist-backprop'"):
+        get_preset("MNIST-Backprop")
+    assert closest("eta_wi", ["eta_W", "eta_IP", "tau_w"]) in ("eta_W", "eta_IP")
+    assert closest("zzz", ["eta_W"]) is None
+
+
+def test_the_backprop_presets_change_depth() -> None:
+    """The feed-forward baselines read no circuit rates, so their depth can change with network.sizes alone;
+    setting a circuit rate on them is refused as unused."""
+    from microcircuit.preflight import unused_settings
+
+    sizes = "network.sizes=[784,256,256,256,256,256,10]"
+    for name in ("mnist-backprop", "mnist-backprop-ce"):
+        cfg = apply_overrides(get_preset(name), [sizes])
+        assert cfg.model.network.depth == 6 and cfg.model.plasticity.eta_W == (0.0,) * 6
+        assert unused_settings(cfg, ["plasticity.eta_W"]) == ["plasticity.eta_W"]

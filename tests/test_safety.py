@@ -106,10 +106,66 @@ def test_rundir_create_refuses_to_overwrite_unmarked_folders(tmp_path: Path) -> 
         RunDir.create(tmp_path, overwrite=True)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     marked = RunDir.create(tmp_path / "run")
-    (marked.path / "old.txt").write_text("old run output")
+    marked.write_config(get_preset("fig-s1"))
+    (marked.path / "old.txt").write_text("not written by the run")
     (marked.path / "sub").mkdir()
-    again = RunDir.create(marked.path, overwrite=True)
-    assert sorted(p.name for p in again.path.iterdir()) == [RunDir.MARKER]
+    again = RunDir.create(marked.path, overwrite=True)  # removes what the run wrote, keeps the rest (issue 39)
+    assert sorted(p.name for p in again.path.iterdir()) == [RunDir.MARKER, "old.txt", "sub"]
+    assert again.kept == ["old.txt", "sub/"]
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` with its bytes (None for a folder)."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+def test_overwrite_keeps_what_the_user_added_and_removes_what_the_run_wrote(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 39: a run folder belongs to its run. --overwrite removes the files a run writes (those of another
+    experiment's earlier run too: MNIST's weights, a figure, an extended summary, a sub-run, a leftover
+    temporary file) and keeps every file the user added, naming them in one line on stderr."""
+    monkeypatch.setattr(self_prediction, "_figures", lambda *a, **k: None)  # slow to draw, not tested here
+    run = tmp_path / "run"
+    assert cli("run", "--out", run, *TINY_S1, "--set", "stimulus.n_patterns=30").exit_code == 0
+    assert [i for i, _ in list_checkpoints(run / "checkpoints")] == [20, 30]
+    (run / "notes.txt").write_text("my notes")
+    (run / "analysis").mkdir()
+    (run / "analysis" / "plot.py").write_text("print('mine')")
+    (run / "checkpoints" / "README").write_text("mine too")
+    stale = ["learning_curve.png", "weights_best.npz", "summary-3-epochs.json", ".traces.npz.k2j4.tmp", "failed.json",
+             "settle-dt0.1.json", "checkpoints/diverged-last-good.npz", "init/.microcircuit-run", "init/config.toml",
+             "init/checkpoints/ckpt-000000000005.npz"]  # fmt: skip
+    for name in stale:
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text("an earlier run's")
+    r = cli("run", "--out", run, "--overwrite", *TINY_S1)
+    assert r.exit_code == 0, r.output
+    assert r.stderr.strip() == f"--overwrite kept what microcircuit did not write in {run}: analysis/, " \
+                               "checkpoints/README, notes.txt"
+    assert (run / "notes.txt").read_text() == "my notes" and (run / "analysis" / "plot.py").is_file()
+    assert (run / "checkpoints" / "README").read_text() == "mine too"
+    assert not [name for name in stale if (run / name).exists()] and not (run / "init").exists()
+    assert [i for i, _ in list_checkpoints(run / "checkpoints")] == [10, 20]  # the new run's only
+    assert json.loads((run / "summary.json").read_text())["patterns"] == 20
+
+
+def test_resume_refuses_a_folder_that_microcircuit_did_not_make(tmp_path: Path) -> None:
+    """Issue 39: --resume never adopts a folder without the run-folder marker (one holding a config.toml
+    written by hand, say): one line, exit status 2, nothing in it changes, and --overwrite still refuses it."""
+    from microcircuit.config import to_toml
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.toml").write_text(to_toml(get_preset("fig-s1", quick=True)))
+    (mine / "notes.txt").write_text("mine")
+    before = snapshot(mine)
+    one_line_error(cli("run", "--resume", mine, "--no-progress"), f"cannot resume {mine}",
+                   "not a run folder made by microcircuit", RunDir.MARKER)
+    assert snapshot(mine) == before
+    with pytest.raises(RunDirError, match="not a run folder made by microcircuit"):
+        RunDir.create(mine, resume=True)
+    one_line_error(cli("run", "--out", mine, "--overwrite", *TINY_S1), "not a microcircuit run folder")
+    assert snapshot(mine) == before
 
 
 # --------------------------------------------------------------------------------------------------
@@ -177,6 +233,18 @@ def test_unused_settings_follow_the_method() -> None:
         assert unused_settings(get_preset(other, quick=True), ["training.rule9_state"]) == ["training.rule9_state"]
     assert "stimulus.kind" in self_prediction.unused(get_preset("fig-s1"))
     assert "training" in self_prediction.unused(get_preset("fig-s1"))
+    # PAL lives in the continuous-time simulator of the regression-type experiments, not in the MNIST runner
+    for name in ("mnist", "mnist-backprop", "mnist-dynamics", "le-bars", "backprop-link"):
+        assert unused_settings(get_preset(name, quick=True), ["pal.enabled", "pal.eta_B"]) == [
+            "pal.enabled", "pal.eta_B"], name
+    assert unused_settings(get_preset("fig2-fast", quick=True), ["pal.enabled"]) == []
+    # the steady state integrates nothing: prospective potentials matter only to a settle check after training
+    assert unused_settings(cfg, ["simulation.prospective"]) == ["simulation.prospective"]
+    assert unused_settings(get_preset("mnist-backprop", quick=True), ["simulation.prospective"]) == [
+        "simulation.prospective"]
+    settled = mc.apply_overrides(get_preset("scaling", quick=True), ["training.settle_images=10"])
+    assert unused_settings(settled, ["simulation.prospective"]) == []
+    assert unused_settings(get_preset("mnist-dynamics", quick=True), ["simulation.prospective"]) == []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -495,3 +563,47 @@ def test_any_config_ends_in_a_run_or_one_line(tmp_path_factory: pytest.TempPathF
     else:
         line = r.stderr.strip()
         assert line.startswith("error: ") and "\n" not in line, (command, line)
+
+
+def test_the_preflight_module_is_reachable_as_documented() -> None:
+    """docs/runs.md names microcircuit.preflight.preflight and microcircuit.preflight.EULER_ACCURACY: the
+    package attribute is the module, not a function that shadows it."""
+    import microcircuit
+    import microcircuit.preflight as module
+
+    assert module is microcircuit.preflight and module.preflight is preflight
+    assert microcircuit.preflight.EULER_ACCURACY == 1.0
+
+
+def test_no_setting_is_silently_ignored_on_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 39.3: a key given twice with --set is refused; --set on --resume of a finished run that would change
+    nothing is refused (only more training.epochs extends a finished run), and nothing in the folder changes; a
+    config file without preset or experiment is refused with what to do; `show --defaults` prints every key and,
+    with experiment set, loads back."""
+    monkeypatch.setattr(self_prediction, "_figures", lambda *a, **k: None)
+    r = cli("run", "fig-s1", "--quick", "--set", "seed=1", "--set", "seed=2", "--out", tmp_path / "twice")
+    one_line_error(r, "--set seed is given twice")
+    assert not (tmp_path / "twice").exists()
+
+    run = tmp_path / "run"
+    assert cli("run", "fig-s1", "--quick", *TINY_S1, "--out", run).exit_code == 0
+    def files() -> dict[str, bytes | None]:  # the marker records each holder of the lock: not compared
+        return {k: v for k, v in snapshot(run).items() if k != ".microcircuit-run"}
+
+    before = files()
+    r = cli("run", "--resume", run, "--set", "schedule.keep_checkpoints=5")  # a key --resume may change
+    one_line_error(r, "the run is complete", "would change nothing", "training.epochs")
+    assert files() == before
+    r = cli("run", "--resume", run, "--set", "seed=1", "--set", "seed=1")
+    one_line_error(r, "--set seed is given twice")
+
+    (tmp_path / "scratch.toml").write_text("[network]\nsizes = [5, 4, 3]\n")
+    one_line_error(cli("run", tmp_path / "scratch.toml", "--out", tmp_path / "s"), "neither preset", "experiment",
+                   "show --defaults")
+    assert not (tmp_path / "s").exists()
+
+    r = cli("show", "--defaults")
+    assert r.exit_code == 0 and "# experiment = " in r.output and "[pal]" in r.output and "[training]" in r.output
+    (tmp_path / "full.toml").write_text(r.output.replace('# experiment = "..."', 'experiment = "regression"  #'))
+    assert mc.load_toml(tmp_path / "full.toml") == mc.Config(experiment="regression")
+    one_line_error(cli("show", "fig-s1", "--defaults"), "--defaults")

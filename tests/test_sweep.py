@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -461,6 +462,99 @@ def test_cli_quick_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.mark.slow
+def _locked(file: Path) -> bool:
+    """Whether some process (this one included, through another open file) holds the lock on ``file``."""
+    import fcntl
+
+    with open(file) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+def test_a_sweep_folder_in_use_is_refused_naming_its_holder(tmp_path: Path) -> None:
+    """Issue 39: one driver per sweep folder. While one holds it, a second `sweep` (with --resume or without)
+    is refused with one line naming the holder (pid, host, since), before anything is written; released, the
+    folder resumes."""
+    from microcircuit.runs import FolderInUseError
+    from microcircuit.sweep import SweepDir
+
+    path, out = write_sweep(tmp_path / "s.toml"), tmp_path / "out"
+    spec = load_sweep(path)
+    first = SweepDir.open(out, spec, resume=False)
+    try:
+        holder = f"sweep folder {out} is in use by another `microcircuit sweep` (pid {os.getpid()} on " \
+                 f"{socket.gethostname()}, since "
+        state = (out / "sweep.json").read_bytes()
+        for resume in (True, False):
+            with pytest.raises(FolderInUseError, match=re.escape(holder)):
+                SweepDir.open(out, spec, resume=resume)
+        for extra in (["--resume"], []):
+            r = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out), *extra])
+            line = r.stderr.strip()
+            assert r.exit_code == 2 and "\n" not in line and line.startswith(f"error: {holder}"), r.output
+        assert (out / "sweep.json").read_bytes() == state and not (out / "trials").exists()
+    finally:
+        first.release()
+    assert not _locked(out / SweepDir.LOCK)
+    SweepDir.open(out, spec, resume=True).release()
+
+
+# Holds the lock of the run folder sys.argv[1] as a run does (flock on its marker, naming the holder) until killed.
+HOLD = """
+import fcntl, json, os, socket, sys, time
+f = open(os.path.join(sys.argv[1], ".microcircuit-run"), "a+")
+fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+f.seek(0)
+f.truncate()
+f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+f.flush()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_sweeps_runs_hold_their_run_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 39: a sweep's run holds its own run folder's lock while it runs (besides the driver's lock on the
+    sweep folder: no deadlock) and releases it at its end; a run folder another process holds (a `microcircuit
+    run --resume` of it, say) is not touched: the run fails naming the holder, without a failed.json."""
+    import microcircuit.experiments as experiments
+    from microcircuit.presets import get_preset
+    from microcircuit.runs import RunDir
+    from microcircuit.sweep import SweepDir
+    from microcircuit.sweep.worker import RunSpec, Task, run_task
+
+    def runner(cfg: Any, run_dir: Any, **kw: Any) -> dict[str, float]:
+        assert _locked(run_dir.path / RunDir.MARKER) and _locked(out / SweepDir.LOCK)
+        return {"apical_error_1_end": 0.5}
+
+    monkeypatch.setattr(experiments, "get_experiment", lambda name: runner)
+    out = tmp_path / "out"
+    folder = SweepDir.open(out, load_sweep(write_sweep(tmp_path / "s.toml")), resume=False)
+    try:
+        cfg = get_preset("fig-s1", quick=True)
+        free, busy = folder.run_dir("trial-0000", 0), folder.run_dir("trial-0001", 0)
+        RunDir.create(busy).close()  # an unfinished run folder
+        holder = subprocess.Popen([sys.executable, "-c", HOLD, str(busy)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            before = sorted(p.name for p in busy.iterdir())
+            (ok,) = run_task(Task("trial-0000", (RunSpec((0,), str(free), cfg),)))
+            (refused,) = run_task(Task("trial-0001", (RunSpec((0,), str(busy), cfg),)))
+        finally:
+            holder.kill()
+            holder.communicate()
+    finally:
+        folder.release()
+    assert ok["status"] == "complete" and ok["summary"]["apical_error_1_end"] == 0.5
+    assert not _locked(free / RunDir.MARKER)
+    assert refused["status"] == "failed" and f"is in use by pid {holder.pid} on " in refused["error"]
+    assert sorted(p.name for p in busy.iterdir()) == before  # no failed.json, nothing else
+
+
 def test_local_executor_two_workers_end_to_end(tmp_path: Path, jax_cache: Path) -> None:
     path = write_sweep(tmp_path / "s.toml", jax_cache, executor="workers = 2")
     out = tmp_path / "out"

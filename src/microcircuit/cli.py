@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from . import __version__
-from .config import Config, ConfigError, apply_overrides, load_toml, read_toml, to_toml
+from .config import Config, ConfigError, apply_overrides, load_toml, parse_override, read_toml, to_toml
 from .errors import RunInterrupted
 from .presets import DEFAULT_PRESET, get_preset, preset_names
 
@@ -70,6 +70,16 @@ def _friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def check_repeated(overrides: tuple[str, ...] | list[str]) -> None:
+    """Refuse a key given twice with --set: which value was meant is not clear."""
+    seen: dict[str, str] = {}
+    for text in overrides:
+        key = ".".join(parse_override(text)[0])
+        if key in seen:
+            raise ConfigError(f"--set {key} is given twice ({seen[key]!r} and {text!r}): give each key once")
+        seen[key] = text
+
+
 def resolve_config(target: str | None, overrides: tuple[str, ...], quick: bool) -> Config:
     """A preset name or a TOML path, with ``--set`` overrides applied."""
     return resolve_config_and_base(target, overrides, quick)[0]
@@ -81,6 +91,7 @@ def resolve_config_and_base(
     """The config of :func:`resolve_config` and what the user changed it from: the preset (named, or the
     ``preset`` key of a TOML file, or the preset a full TOML file is named after), or None when there is
     none (a config file written from scratch)."""
+    check_repeated(overrides)
     target = target or DEFAULT_PRESET
     if target.endswith(".toml") or Path(target).is_file():
         if quick:
@@ -133,11 +144,12 @@ def main(debug: bool) -> None:
               help="Run folder (default: runs/NAME-TIMESTAMP).")
 @click.option("--quick", is_flag=True, help="The preset's short variant.")
 @click.option("--overwrite", is_flag=True,
-              help="Replace an earlier run folder of microcircuit (refused for any other folder, never deleting "
-                   "other files), after every check of the config and data has passed.")
+              help="Replace an earlier run folder of microcircuit, after every check of the config and data has "
+                   "passed: remove what its run wrote and keep any file you added (refused for any other folder).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN_DIR",
-              help="Continue the run in RUN_DIR from its newest checkpoint, with its own config.toml.")
+              help="Continue the run in RUN_DIR (a run folder microcircuit made) from its newest checkpoint, with its "
+                   "own config.toml.")
 @_friendly
 def run(target: str | None, overrides: tuple[str, ...], out: Path | None, quick: bool, overwrite: bool,
         progress: bool, resume: Path | None) -> None:
@@ -145,8 +157,15 @@ def run(target: str | None, overrides: tuple[str, ...], out: Path | None, quick:
 
     The folder holds config.toml (resolved), metrics.jsonl, traces.npz, environment.json,
     summary.json, checkpoints/ and figures (PNG). SIGINT/SIGTERM
-    checkpoint and stop (exit 130/143); continue with --resume RUN_DIR (docs/runs.md).
+    checkpoint and stop (exit 130/143); continue with --resume RUN_DIR (docs/runs.md). One process writes a
+    run folder at a time: a folder in use by another is refused.
     """
+    with contextlib.ExitStack() as held:  # the run folder's lock, released however the command ends
+        _run(held, target, overrides, out, quick, overwrite, progress, resume)
+
+
+def _run(held: contextlib.ExitStack, target: str | None, overrides: tuple[str, ...], out: Path | None, quick: bool,
+         overwrite: bool, progress: bool, resume: Path | None) -> None:
     from .checkpoint import config_differences
     from .experiments import get_experiment
     from .preflight import preflight
@@ -163,14 +182,21 @@ def run(target: str | None, overrides: tuple[str, ...], out: Path | None, quick:
                     "--resume RUN_DIR continues that run with its own config.toml; it cannot be combined with "
                     "a PRESET/CONFIG, --out, --overwrite or --quick"
                 )
+            RunDir.check_made_by_microcircuit(resume)  # never adopt a folder microcircuit did not make
+            check_repeated(overrides)
             cfg = resume_config(resume, overrides)
             runner = get_experiment(cfg.experiment)
             warnings = preflight(cfg)
             started(stop)
-            out, run_dir = resume, RunDir.create(resume, resume=True)
+            out, run_dir = resume, held.enter_context(RunDir.reopen(resume))  # refused if another process has it
             if run_dir.is_complete():
                 done = _extendable_epochs(run_dir, cfg)
                 if done is None:
+                    if overrides:  # a --set that nothing would read: refused, not ignored
+                        raise ConfigError(
+                            f"--resume {out}: the run is complete ({RunDir.SUMMARY} written), so --set "
+                            f"{' '.join(overrides)} would change nothing; only training.epochs above the epochs it "
+                            "trained extends a finished run (docs/runs.md); start a new run for other settings")
                     click.echo(f"run {out} is already complete ({RunDir.SUMMARY} written); nothing to do")
                     return
                 kept = run_dir.file(f"summary-{done}-epochs.json")
@@ -192,7 +218,10 @@ def run(target: str | None, overrides: tuple[str, ...], out: Path | None, quick:
             warnings = preflight(cfg, config_differences(base or Config(), cfg), strict=base is not None)
             started(stop)
             out = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-            run_dir = RunDir.create(out, overwrite=overwrite)  # only now: every check has passed
+            run_dir = held.enter_context(RunDir.create(out, overwrite=overwrite))  # only now: every check has passed
+            if run_dir.kept:
+                click.echo(f"--overwrite kept what microcircuit did not write in {out}: {', '.join(run_dir.kept)}",
+                           err=True)
             run_dir.write_config(cfg)
             run_dir.write_environment(cfg)
             click.echo(f"microcircuit {__version__}: running {cfg.name!r} ({cfg.experiment}) into {out}")
@@ -244,10 +273,49 @@ def presets() -> None:
 @click.argument("target", required=False)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
 @click.option("--quick", is_flag=True)
+@click.option("--defaults", is_flag=True,
+              help="Print every config key with its default (no preset), each table headed by what it holds.")
 @_friendly
-def show(target: str | None, overrides: tuple[str, ...], quick: bool) -> None:
-    """Print the resolved config of PRESET or CONFIG.toml as TOML."""
+def show(target: str | None, overrides: tuple[str, ...], quick: bool, defaults: bool) -> None:
+    """Print the resolved config of PRESET or CONFIG.toml as TOML (--defaults: every key with its default)."""
+    if defaults:
+        if target is not None or overrides or quick:
+            raise ConfigError("--defaults prints the package's defaults; it takes no PRESET, --set or --quick")
+        click.echo(defaults_template(), nl=False)
+        return
     click.echo(to_toml(resolve_config(target, overrides, quick)), nl=False)
+
+
+def defaults_template() -> str:
+    """Every key of :class:`Config` with its default, as TOML; each table is headed by the first line of its
+    dataclass's docstring. ``experiment`` has no usable default: a file sets it or starts from a preset."""
+    import dataclasses
+    import typing
+
+    from .experiments import EXPERIMENTS
+
+    docs: dict[str, str] = {}
+
+    def collect(cls: Any, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                docs[prefix + f.name] = (tp.__doc__ or "").strip().splitlines()[0]
+                collect(tp, prefix + f.name + ".")
+
+    collect(Config, "")
+    lines = ["# Every config key with its default (`microcircuit show --defaults`). A config file starts from a",
+             '# preset (preset = "NAME"; `microcircuit presets` lists them) and changes some keys, or sets experiment',
+             f"# (one of: {', '.join(EXPERIMENTS)}) and the keys it reads.", ""]
+    for line in to_toml(Config()).splitlines():
+        if line.startswith("experiment = "):
+            lines.append('# experiment = "..."   (no default: required without a preset)')
+            continue
+        if line.startswith("[") and line.strip("[]") in docs:
+            lines.append(f"# {docs[line.strip('[]')]}")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 @main.command()
@@ -293,7 +361,8 @@ def analyze() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: runs/backprop-link-TIMESTAMP).")
 @click.option("--quick", is_flag=True, help="Fewer samples.")
-@click.option("--overwrite", is_flag=True, help="Replace an earlier run folder of microcircuit (no other folder).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier run folder of microcircuit (no other folder), keeping files you added.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.pass_context
 def analyze_backprop(ctx: click.Context, overrides: tuple[str, ...], out: Path | None, quick: bool,
@@ -306,8 +375,8 @@ def analyze_backprop(ctx: click.Context, overrides: tuple[str, ...], out: Path |
 
 @analyze.command("curves")
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR [RUN_DIR ...]",
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, metavar="FILE.png",
+                type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, metavar="FILE.png",
               help="Where to write the figure (PNG, or any format matplotlib writes, by its suffix).")
 @click.option("--train", is_flag=True, help="Also draw the training errors (dashed).")
 @click.option("--label", "labels", multiple=True, metavar="TEXT",
@@ -320,16 +389,17 @@ def analyze_curves(run_dirs: tuple[Path, ...], out: Path, train: bool, labels: t
     """MNIST learning curves of several runs in one figure (the paper's Fig. 3B): validation error (%)
     per epoch on linear axes, one line per RUN_DIR, labelled with its preset (or --label) and its test error."""
     from .analysis import learning_curve, plot_learning_curves
+    from .analysis.output import image_format, save_image
 
+    image_format(out)  # an unknown suffix is refused before anything is read
     if labels and len(labels) != len(run_dirs):
-        raise click.BadParameter(f"got {len(labels)} labels for {len(run_dirs)} run folders; give one --label per "
-                                 "RUN_DIR, in the same order, or none", param_hint="--label")
+        raise ConfigError(f"--label: got {len(labels)} labels for {len(run_dirs)} run folders; give one --label per "
+                          "RUN_DIR, in the same order, or none")
     curves = [learning_curve(d) for d in run_dirs]
     if labels:
         curves = [c._replace(label=lab) for c, lab in zip(curves, labels, strict=True)]
     fig = plot_learning_curves(curves, train=train or None, title=title)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
+    save_image(fig, out)
     for c in curves:
         test = "running" if c.test_error is None else f"test {100 * c.test_error:.2f} % (epoch {c.best_epoch})"
         click.echo(f"{c.label:28s} {len(c.epochs):3d} epochs  validation {100 * min(c.validation):6.2f} % (best)  "
@@ -339,7 +409,7 @@ def analyze_curves(run_dirs: tuple[Path, ...], out: Path, train: bool, labels: t
 
 @analyze.command("errors")
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR [RUN_DIR ...]",
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
+                type=click.Path(path_type=Path))
 @click.option("--data", "data_path", default=None, metavar="PATH",
               help="MNIST to read instead of the run's training.data (a folder of IDX files or mnist.npz).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run instead of a table.")
@@ -363,7 +433,7 @@ def analyze_errors(run_dirs: tuple[Path, ...], data_path: str | None, as_json: b
 
 
 @analyze.command("settle")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--duration", type=float, default=100.0, show_default=True, help="ms each image is shown, from rest.")
 @click.option("--dt", type=float, default=None, help="Integration step in ms (default: the run's simulation.dt).")
 @click.option("--n-images", type=int, default=None, help="The first N test images (default: all).")
@@ -373,7 +443,7 @@ def analyze_errors(run_dirs: tuple[Path, ...], data_path: str | None, as_json: b
 @click.option("--batch", type=int, default=500, show_default=True, help="Images simulated together.")
 @click.option("--data", "data_path", default=None, metavar="PATH",
               help="MNIST to read instead of the run's training.data (a folder of IDX files or mnist.npz).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for settle-dtDT.json and .png (default: RUN_DIR).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @_friendly
@@ -383,15 +453,19 @@ def analyze_settle(run_dir: Path, duration: float, dt: float | None, n_images: i
     the run's weights_best.npz. Reports the fraction that settle and how often the class read from the
     dynamics agrees with the steady state's and with the label (docs/results.md)."""
     from .analysis import settle_check, write_settle
+    from .analysis.output import output_folder
 
+    if out is not None:
+        output_folder(out)  # a file in the way fails before the simulation
     bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(unit="image", leave=False)
     done = [0]
 
-    def advance(n: int) -> None:
+    def advance(n: int) -> None:  # the bar starts with the first batch: a bad input fails without one
+        nonlocal bar
+        if progress and bar is None:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(unit="image", leave=False)
         if bar is not None:
             bar.update(n - done[0])
         done[0] = n
@@ -416,8 +490,8 @@ def analyze_settle(run_dir: Path, duration: float, dt: float | None, n_images: i
 
 
 @analyze.command("scaling")
-@click.argument("sweep_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.argument("sweep_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for the tables and figures (default: SWEEP_DIR/scaling).")
 @click.option("--depth-width", type=click.IntRange(min=1), default=256, show_default=True,
               help="Width of the nets of the depth series (error_vs_depth.png, angle_heatmap.png).")
@@ -431,13 +505,53 @@ def analyze_scaling_cmd(sweep_dir: Path, out: Path | None, depth_width: int, wid
     to backprop (from its summary.json), as mean ± s.d. over seeds per (data set, sizes, method):
     scaling.csv, scaling_runs.csv, scaling.md and figures."""
     from .analysis import analyze_scaling
+    from .analysis.output import output_folder
 
+    if out is not None and out.exists():
+        output_folder(out)  # a file in the way fails before anything is read
     report = analyze_scaling(sweep_dir, out=out, depth_width=depth_width, width_depth=width_depth)
     click.echo(report.markdown)
     for note in report.notes:
         click.echo(f"note: {note}")
     for path in [report.csv, report.runs_csv, report.markdown_path, *report.figures]:
         click.echo(f"wrote {path}")
+
+
+@analyze.command("traces")
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.argument("names", nargs=-1, metavar="[NAME ...]")
+@click.option("--out", type=click.Path(path_type=Path), default=None, metavar="FILE.png",
+              help="Where to write the figure (PNG, or any format matplotlib writes, by its suffix; default: "
+                   "RUN_DIR/traces_NAME.png).")
+@click.option("--member", type=int, default=None, metavar="I",
+              help="Only the I-th ensemble member (0-based, along the seed axis of a run with n_seeds > 1; the "
+                   "array 'seeds' lists their seeds; default: every member).")
+@click.option("--progress/--no-progress", default=True, help="Accepted for symmetry; reading is instant.")
+@_friendly
+def analyze_traces(run_dir: str, names: tuple[str, ...], out: Path | None, member: int | None,
+                   progress: bool) -> None:
+    """List the arrays a run recorded (RUN_DIR/traces.npz, or a .npz file): name, shape, dtype, axes and
+    meaning; with NAMEs (exact, or patterns such as 'v_apical_*'), plot them against the time (or trials,
+    epoch, g_som) they were recorded along, one panel each, and print the figure's path."""
+    from .analysis.output import image_format, save_image
+    from .analysis.traces import default_name, describe, format_table, load_traces, plot, select
+
+    if out is not None:
+        image_format(out)  # an unknown suffix is refused before anything is read
+    if member is not None and not names:
+        raise ConfigError("--member applies to plots: name the arrays to plot (analyze traces RUN_DIR NAME ... "
+                          "--member I)")
+    traces = load_traces(run_dir)
+    if not names:
+        what = f"{traces.experiment} run" if traces.experiment else "arrays"
+        click.echo(f"{traces.source} ({what}, {len(traces.arrays)} arrays)")
+        for line in format_table(describe(traces)):
+            click.echo(line)
+        return
+    chosen = select(traces, names)
+    fig = plot(traces, chosen, member=member)
+    target = out or Path(traces.source).parent / default_name(chosen)
+    click.echo(f"wrote {save_image(fig, target)}")
 
 
 @main.group()

@@ -12,7 +12,7 @@ import math
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ __all__ = [
     "Training",
     "Transfer",
     "apply_overrides",
+    "closest",
     "from_dict",
     "load_toml",
     "parse_override",
@@ -71,6 +72,15 @@ def _positive(key: str, value: float, *, allow_zero: bool = False) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # Sections
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice a mistyped ``word`` most likely meant: the same word in another case (``eta_pi`` →
+    ``eta_PI``), else the closest by :func:`difflib.get_close_matches`, compared case-insensitively."""
+    choices = list(choices)
+    by_lower = {c.lower(): c for c in choices}
+    hit = difflib.get_close_matches(word.lower(), list(by_lower), n=1)
+    return by_lower[hit[0]] if hit else None
 
 
 @dataclass(frozen=True)
@@ -444,8 +454,8 @@ class Record:
         _check(self.stride >= 1, "record.stride", f"must be >= 1, got {self.stride}")
         for q in self.quantities:
             if q not in RECORDABLE:
-                hint = difflib.get_close_matches(q, RECORDABLE, n=1)
-                extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+                hint = closest(q, RECORDABLE)
+                extra = f" (did you mean {hint!r}?)" if hint else ""
                 raise ConfigError(f"record.quantities: unknown quantity {q!r}{extra}; choose from {RECORDABLE}")
 
 
@@ -751,8 +761,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
     kwargs = {}
     for key, value in data.items():
         if key not in names:
-            hint = difflib.get_close_matches(key, names, n=1)
-            extra = f" (did you mean '{prefix}{hint[0]}'?)" if hint else ""
+            hint = closest(key, names)
+            extra = f" (did you mean '{prefix}{hint}'?)" if hint else ""
             raise ConfigError(f"{prefix}{key}: unknown key{extra}; valid keys: {', '.join(names)}")
         kwargs[key] = _coerce(hints[key], value, prefix + key)
     try:
@@ -806,6 +816,11 @@ def load_toml(path: str | Path) -> Config:
         from .presets import get_preset
 
         return merge(get_preset(base), data)
+    if "experiment" not in data:
+        raise ConfigError(
+            f"{path}: neither preset = \"NAME\" nor experiment is set: start the file from a preset (`microcircuit "
+            "presets` lists them, `microcircuit show PRESET` prints one in full to edit) or give experiment and the "
+            "keys it needs (`microcircuit show --defaults` lists every key with its default)")
     return from_dict(Config, data)
 
 

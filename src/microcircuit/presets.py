@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 from .config import (
@@ -19,6 +18,7 @@ from .config import (
     Stimulus,
     Training,
     Transfer,
+    closest,
     merge,
 )
 
@@ -166,6 +166,8 @@ mnist_backprop = _variant(
     # (docs/data/mnist_search.jsonl); the attenuation only rescales W_1, W_2.
     conductances={"g_A": 0.471},
     network={"init": {"W": 0.5}},
+    # backprop reads no circuit rates: zero scalars fit any depth (network.sizes may change)
+    plasticity={"eta_W": 0.0, "eta_IP": 0.0, "eta_PI": 0.0, "eta_B": 0.0},
     training={"method": "backprop", "lr_backprop": 0.1},
     # best validation 1.46 % (120 epochs, decay 0.975) vs 1.72 % (60, 0.95) and 2.04 % (30, 0.9): with fewer
     # epochs backprop under-fits its training images (docs/data/mnist_search.jsonl
@@ -453,7 +455,7 @@ def get_preset(name: str, *, quick: bool = False) -> Config:
     quick = quick or name.endswith("-quick")
     base = name.removesuffix("-quick")
     if base not in PRESETS:
-        hint = difflib.get_close_matches(name, PRESETS, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        hint = closest(name, PRESETS)
+        extra = f" (did you mean {hint!r}?)" if hint else ""
         raise ConfigError(f"unknown preset {name!r}{extra}; available: {', '.join(preset_names())}")
     return PRESETS[base](quick)

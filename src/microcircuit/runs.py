@@ -4,20 +4,28 @@ checkpoints (see :mod:`microcircuit.checkpoint` and docs/runs.md).
 Every file is written atomically (temporary file in the same folder, fsync, rename), so a run that dies
 never leaves a half-written file behind, and nothing already written is lost. :func:`graceful_stop`
 turns SIGINT/SIGTERM into a flag that a runner checks at its next chunk boundary.
+
+A run folder belongs to its run: :data:`RUN_FILES`, :data:`RUN_FOLDERS` and :data:`SUB_RUNS` name
+everything a run writes into it, and ``--overwrite`` removes only those (other files are kept). One
+process writes a run folder at a time: :meth:`RunDir.create` holds an exclusive lock
+(:class:`FolderLock`) on its marker until :meth:`RunDir.close` or the end of the process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import fnmatch
 import json
 import os
 import platform
-import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
@@ -29,6 +37,11 @@ import numpy as np
 from .config import Config, ConfigError, apply_overrides, load_toml, to_toml
 
 __all__ = [
+    "RUN_FILES",
+    "RUN_FOLDERS",
+    "SUB_RUNS",
+    "FolderInUseError",
+    "FolderLock",
     "RunDir",
     "RunDirError",
     "StopRequest",
@@ -41,6 +54,159 @@ __all__ = [
 
 class RunDirError(RuntimeError):
     """The run folder cannot be used (it holds another run, or cannot be written)."""
+
+
+class FolderInUseError(RunDirError):
+    """The folder is in use: another process holds its lock (the message names it)."""
+
+
+#: Everything a run writes at the top of its folder (``fnmatch`` patterns), and all that ``--overwrite``
+#: removes there besides :data:`RUN_FOLDERS` and :data:`SUB_RUNS` (docs/runs.md, "The run folder"). A
+#: runner that writes a new name must add it here (tests/test_runs.py checks every experiment's names).
+RUN_FILES: tuple[str, ...] = (
+    ".microcircuit-run",  # the marker and lock (RunDir.MARKER)
+    "config.toml", "environment.json", "metrics.jsonl", "summary.json", "traces.npz",
+    "summary-*-epochs.json",  # the summary of a finished MNIST run extended with --resume
+    "weights_best.npz",  # MNIST
+    "failed.json",  # a sweep's run that raised an error (microcircuit.sweep.seeds.FAILED)
+    "fig_s1.png", "fig1.png", "fig2.png", "learning_curve.png", "backprop_link.png",  # the experiments' figures
+    "le_bars.png", "le_bars_T*_*.json",
+    "pal_teacher.png", "pal_teacher_*.json", "pal_alignment.png", "pal_alignment_*.json",
+    "settle-dt*.json", "settle-dt*.png",  # `microcircuit analyze settle RUN_DIR`
+    "traces_*.png",  # `microcircuit analyze traces RUN_DIR NAME ...`
+    ".*.tmp",  # what a write cut short by SIGKILL left of its temporary file (atomic_write)
+)  # fmt: skip
+
+#: Folders a run makes in its folder, with what it writes into them.
+RUN_FOLDERS: dict[str, tuple[str, ...]] = {
+    "checkpoints": ("ckpt-*.npz", "diverged-last-good.npz", ".*.tmp"),
+}
+
+#: Sub-run folders (run folders of their own inside a run folder, e.g. Fig. 1's ``init/``, a Fig. S1 run).
+SUB_RUNS: tuple[str, ...] = ("init",)
+
+
+def _is_run_name(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+class FolderLock:
+    """An exclusive ``fcntl.flock`` on ``file``: one process at a time writes the folder it guards. The
+    operating system drops the lock when its process ends, however it ends (SIGKILL included), so a lock
+    is never stale; while held, the file names its holder (pid, host, start) for the refusal of the next.
+    On a filesystem without locks the folder is used unguarded."""
+
+    def __init__(self, file: Path, handle: IO[str]) -> None:
+        self.file = file
+        self._handle: IO[str] | None = handle
+
+    @classmethod
+    def acquire(cls, file: str | Path, refusal: str) -> FolderLock:
+        """Lock ``file`` (created if missing) or raise :class:`FolderInUseError` with ``refusal``, its ``{holder}``
+        replaced by the holder, e.g. ``pid 12 on host, since 2026-01-02T10:00:00+0000``."""
+        import fcntl
+
+        file = Path(file)
+        try:
+            f = open(file, "a+")  # noqa: SIM115 - held until release(); "a+" never truncates another's record
+        except OSError as e:
+            raise RunDirError(f"cannot open {file}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = cls._holder(f)
+            f.close()
+            raise FolderInUseError(refusal.replace("{holder}", holder)) from None
+        except OSError:  # a filesystem without locks: go on unguarded
+            pass
+        return cls(file, f)
+
+    @staticmethod
+    def _holder(f: IO[str]) -> str:
+        """The holder named in the lock file (read a few times: it may be writing it right now)."""
+        text = ""
+        for _ in range(5):
+            f.seek(0)
+            text = f.read().strip()
+            try:
+                info = json.loads(text)
+                return f"pid {info['pid']} on {info['host']}, since {info['since']}"
+            except (ValueError, TypeError, KeyError):
+                time.sleep(0.05)
+        return text.splitlines()[0] if text.startswith("pid ") else "another process"
+
+    @staticmethod
+    def describe(file: str | Path) -> str | None:
+        """The holder the lock file names (``pid N on HOST, since T``), or None when it names none."""
+        try:
+            info = json.loads(Path(file).read_text())
+            return f"pid {info['pid']} on {info['host']}, since {info['since']}"
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def record(self, **fields: Any) -> None:
+        """Write this process as the holder (with ``fields``) into the lock file, in place."""
+        if self._handle is None:
+            return
+        info = {**fields, "pid": os.getpid(), "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv)}
+        f = self._handle
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(info) + "\n")
+            f.flush()
+        except OSError as e:
+            raise RunDirError(f"cannot write {self.file}: {e.strerror or e}") from None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+    def release(self) -> None:
+        """Unlock (closing the file); the holder's record stays in the file, naming the last holder."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+# The run folders this process holds: resolved path -> (lock, number of open RunDirs on it). A RunDir
+# opened again in the same process (a sub-run reused on --resume, a test) shares the lock.
+_HELD: dict[str, tuple[FolderLock, int]] = {}
+_HELD_GUARD = threading.Lock()
+
+
+def _hold(path: Path, marker: str) -> tuple[str, bool]:
+    """Lock the run folder ``path`` for this process; (key, True when newly locked)."""
+    key = str(path.resolve())
+    with _HELD_GUARD:
+        if key in _HELD:
+            lock, n = _HELD[key]
+            _HELD[key] = (lock, n + 1)
+            return key, False
+        lock = FolderLock.acquire(
+            path / marker,
+            f"run folder {path} is in use by {{holder}}: one process writes a run folder at a time; wait for it "
+            "to end, or stop it first",
+        )
+        _HELD[key] = (lock, 1)
+        return key, True
+
+
+def _unhold(key: str) -> None:
+    with _HELD_GUARD:
+        if key not in _HELD:
+            return
+        lock, n = _HELD.pop(key)
+        if n > 1:
+            _HELD[key] = (lock, n - 1)
+        else:
+            lock.release()
+
+
+def _record_holder(key: str) -> None:
+    with _HELD_GUARD:
+        _HELD[key][0].record(microcircuit_run_folder=1)
 
 
 @contextmanager
@@ -160,7 +326,9 @@ class RunDir:
     """A run folder. ``RunDir.create`` refuses a folder that already holds files unless told otherwise.
 
     ``resume`` is True when the folder was reopened to continue a run: runners then continue from the
-    newest checkpoint in ``checkpoint_dir`` (or start afresh when there is none).
+    newest checkpoint in ``checkpoint_dir`` (or start afresh when there is none). A RunDir made by
+    :meth:`create` holds the folder's lock until :meth:`close` (or the end of a ``with`` block, or of the
+    process); one made directly (``RunDir(path)``) only reads and writes, without the lock.
     """
 
     CONFIG = "config.toml"
@@ -169,47 +337,96 @@ class RunDir:
     ENVIRONMENT = "environment.json"
     SUMMARY = "summary.json"
     CHECKPOINTS = "checkpoints"
-    MARKER = ".microcircuit-run"  # written first: marks a folder that --overwrite may replace
+    MARKER = ".microcircuit-run"  # made first: marks a folder that microcircuit made; also its lock file
 
     def __init__(self, path: str | Path, *, resume: bool = False) -> None:
         self.path = Path(path)
         self.resume = resume
+        self.kept: list[str] = []  # what --overwrite kept: files that the run did not write
+        self._release: Callable[[], None] = lambda: None
 
     @classmethod
     def create(cls, path: str | Path, *, overwrite: bool = False, resume: bool = False) -> RunDir:
-        """Make (or, with ``resume``, reopen) a run folder and mark it as one (:attr:`MARKER`).
+        """Make (or, with ``resume``, reopen) a run folder, mark it as one (:attr:`MARKER`) and lock it.
 
-        A non-empty folder needs ``resume`` or ``overwrite``. ``overwrite`` replaces only a folder that
-        holds the marker of a microcircuit run folder; any other folder is refused and left untouched,
-        so a user's files are never deleted. Call it after every check of the config and data passed."""
+        A non-empty folder needs ``resume`` or ``overwrite``, and either only opens a folder that holds the
+        marker of a microcircuit run folder: any other folder is refused and left untouched. ``overwrite``
+        removes what a run writes (:data:`RUN_FILES`, :data:`RUN_FOLDERS`, :data:`SUB_RUNS`) and keeps any
+        other file (listed in :attr:`kept`). A folder that another process holds is refused
+        (:class:`FolderInUseError`, naming it) before anything is touched. Call it after every check of the
+        config and data passed."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"run folder {path} exists and is not a directory")
-        busy = path.exists() and any(path.iterdir())
-        if busy and not (overwrite or resume):
-            raise RunDirError(
-                f"run folder {path} is not empty: pass --resume to continue it, --overwrite to replace it, "
-                "or choose another --out"
-            )
-        if busy and overwrite and not resume:
-            if not (path / cls.MARKER).is_file():
+        marked = (path / cls.MARKER).is_file()
+        if path.exists() and not marked:
+            if resume:
                 raise RunDirError(
-                    f"refusing to overwrite {path}: it is not a microcircuit run folder (no {cls.MARKER} "
-                    "marker), and --overwrite never deletes other files; choose another --out"
+                    f"cannot resume {path}: it is not a run folder made by microcircuit (no {cls.MARKER} marker); "
+                    "--resume only continues a folder that `microcircuit run` made"
                 )
-            for child in path.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
+            if any(path.iterdir()):
+                if overwrite:
+                    raise RunDirError(
+                        f"refusing to overwrite {path}: it is not a microcircuit run folder (no {cls.MARKER} "
+                        "marker), and --overwrite never deletes other files; choose another --out"
+                    )
+                raise RunDirError(
+                    f"run folder {path} is not empty: pass --resume to continue it, --overwrite to replace it, "
+                    "or choose another --out"
+                )
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunDirError(f"cannot create run folder {path}: {e.strerror or e}") from None
-        run = cls(path, resume=resume)
-        if not (path / cls.MARKER).is_file():
-            run.write_json(cls.MARKER, {"microcircuit_run_folder": 1})
+        key, new = _hold(path, cls.MARKER)  # refused here if another process holds it
+        try:
+            busy = any(p.name != cls.MARKER for p in path.iterdir())
+            if busy and not (overwrite or resume):
+                raise RunDirError(
+                    f"run folder {path} is not empty: pass --resume to continue it, --overwrite to replace it, "
+                    "or choose another --out"
+                )
+            if new:
+                _record_holder(key)
+            run = cls(path, resume=resume)
+            if busy and overwrite and not resume:
+                run.kept = _remove_run_files(path)
+        except BaseException:
+            _unhold(key)
+            raise
+        run._release = weakref.finalize(run, _unhold, key)
         return run
+
+    @classmethod
+    def reopen(cls, path: str | Path) -> RunDir:
+        """The run folder ``path`` reopened to continue it (``--resume``), locked: refused unless it exists
+        and microcircuit made it (it holds the :attr:`MARKER`), or while another process holds it."""
+        cls.check_made_by_microcircuit(path)
+        return cls.create(path, resume=True)
+
+    @classmethod
+    def check_made_by_microcircuit(cls, path: str | Path) -> None:
+        """Raise :class:`RunDirError` unless ``path`` is a folder that microcircuit made (it holds the
+        :attr:`MARKER`), so ``--resume`` may continue it; reads only."""
+        path = Path(path)
+        if not path.is_dir():
+            raise RunDirError(f"cannot resume {path}: no such run folder")
+        if not (path / cls.MARKER).is_file():
+            raise RunDirError(
+                f"cannot resume {path}: it is not a run folder made by microcircuit (no {cls.MARKER} marker); "
+                "--resume only continues a folder that `microcircuit run` made"
+            )
+
+    def close(self) -> None:
+        """Release the folder's lock (when this is the process's last open RunDir on it)."""
+        self._release()
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -333,6 +550,70 @@ class RunDir:
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         self.write_json(self.SUMMARY, summary)
+
+
+def _remove_run_files(path: Path) -> list[str]:
+    """Remove what a run wrote into the run folder ``path`` (held by this process), except its marker;
+    return what was kept (paths relative to ``path``; folders end with ``/``). Sub-run folders are locked
+    before anything is removed, and are removed once empty."""
+    remove: list[Path] = []  # files and links
+    folders: list[Path] = []  # removed if empty afterwards, deepest first
+    kept: list[str] = []
+    subruns: list[Path] = []
+
+    def plan(folder: Path) -> bool:
+        """Add ``folder``'s run files to ``remove``; True when it keeps something."""
+        keeps = False
+        for child in sorted(folder.iterdir()):
+            name, rel = child.name, str(child.relative_to(path))
+            is_dir = child.is_dir() and not child.is_symlink()
+            if name == RunDir.MARKER:
+                continue  # the top one stays (this process holds it); a sub-run's goes with its folder
+            if not is_dir:
+                if _is_run_name(name, RUN_FILES) or name in RUN_FOLDERS or name in SUB_RUNS:
+                    remove.append(child)  # a link where the run keeps a folder: the link, never its target
+                else:
+                    kept.append(rel)
+                    keeps = True
+            elif name in RUN_FOLDERS:
+                for f in sorted(child.iterdir()):
+                    if _is_run_name(f.name, RUN_FOLDERS[name]) and not (f.is_dir() and not f.is_symlink()):
+                        remove.append(f)
+                    else:
+                        kept.append(str(f.relative_to(path)) + ("/" if f.is_dir() else ""))
+                        keeps = True
+                folders.append(child)
+            elif name in SUB_RUNS and (child / RunDir.MARKER).is_file():
+                subruns.append(child)
+                if plan(child):
+                    keeps = True
+                else:
+                    remove.append(child / RunDir.MARKER)
+                folders.append(child)
+            else:
+                kept.append(rel + "/")
+                keeps = True
+        return keeps
+
+    plan(path)
+    held: list[str] = []
+    try:
+        for sub in subruns:  # refused here, before anything is removed, if another process holds one
+            held.append(_hold(sub, RunDir.MARKER)[0])
+        for f in remove:
+            try:
+                f.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise RunDirError(f"--overwrite: cannot remove {f}: {e.strerror or e}") from None
+        for d in sorted(folders, key=lambda d: len(d.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: it keeps files the run did not write
+                d.rmdir()
+    finally:
+        for key in held:
+            _unhold(key)
+    return kept
 
 
 def resume_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import Config
 from ..simulate import precision
-from .run_folder import mnist_run
+from .run_folder import best_weights, mnist_run
 
 __all__ = ["SliceError", "error_breakdown"]
 
@@ -43,7 +43,7 @@ def _breakdown(cfg: Config, best: Path) -> dict[str, SliceError]:
     from ..experiments.common import build
 
     model, w0, _ = build(cfg)
-    w = mx.load_best_weights(best, w0)
+    w = best_weights(best, w0)
     split = mx.load_split(cfg)
     (xv, yv), (xt, yt), (xr, yr) = split["validation"], split["test"], split["train"]
     h, k = xt.shape[0] // 2, min(5000, xr.shape[0] // 5)

@@ -3,13 +3,12 @@ error in % on linear axes against the epoch, one line per run."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..runs import RunDir, RunDirError
-from .run_folder import mnist_run
+from .run_folder import mnist_run, read_json, read_metrics
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -36,25 +35,30 @@ def learning_curve(run: str | Path) -> LearningCurve:
     """The learning curve of the MNIST run folder ``run`` (any ``training.method``; a run still in progress
     gives the epochs it has finished). Raises :class:`RunDirError` for a folder that is not an MNIST run."""
     path, cfg = mnist_run(run, finished=False)
-    rows = [r for r in RunDir(path).metrics() if "epoch" in r and "event" not in r]
+    rows = [r for r in read_metrics(path / RunDir.METRICS) if "epoch" in r and "event" not in r]
     if not rows:
         raise RunDirError(f"{path}: no finished epoch in {RunDir.METRICS} yet")
     key = next((k for k in rows[0] if k.startswith("train_error_")), None)
     summary_file = path / RunDir.SUMMARY
     test = best = None
     if summary_file.is_file():
-        summary = json.loads(summary_file.read_text())
+        summary = read_json(summary_file)
         test, best = summary.get("test_error"), summary.get("best_epoch")
-    return LearningCurve(
-        label=cfg.name,
-        path=path,
-        epochs=[int(r["epoch"]) for r in rows],
-        validation=[float(r["validation_error"]) for r in rows],
-        train=[float(r[key]) for r in rows] if key else [],
-        train_label=f"first {key.rsplit('_', 1)[1]}" if key else "",
-        test_error=test,
-        best_epoch=best,
-    )
+        if not (test is None or isinstance(test, int | float)) or not (best is None or isinstance(best, int)):
+            raise RunDirError(f"{summary_file}: test_error {test!r} and best_epoch {best!r} are not numbers")
+    try:
+        return LearningCurve(
+            label=cfg.name,
+            path=path,
+            epochs=[int(r["epoch"]) for r in rows],
+            validation=[float(r["validation_error"]) for r in rows],
+            train=[float(r[key]) for r in rows] if key else [],
+            train_label=f"first {key.rsplit('_', 1)[1]}" if key else "",
+            test_error=test,
+            best_epoch=best,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunDirError(f"{path / RunDir.METRICS}: an epoch row without a readable {e} (damaged?)") from None
 
 
 def _unique_labels(curves: Sequence[LearningCurve]) -> list[str]:

@@ -27,10 +27,12 @@ from ..config import Config, Model, Record
 from ..dynamics import init_state
 from ..errors import InputError
 from ..network import Weights
+from ..runs import atomic_write
 from ..settling import RECORD_EVERY, settle_potentials, whole_steps
 from ..simulate import Stream, precision, simulate
 from ..steady_state import predict
-from .run_folder import mnist_run
+from .output import output_folder, save_image
+from .run_folder import best_weights, mnist_run
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -126,7 +128,7 @@ def _check(cfg: Config, best: Path, run: str, duration: float, dt: float | None,
     model = dataclasses.replace(model, simulation=sim)  # re-checks dt against the stability bounds
     whole_steps(duration, sim.dt, "duration")
     whole_steps(window, sim.dt, "window")
-    w = mx.load_best_weights(best, w0)
+    w = best_weights(best, w0)
     x, y = mx.load_split(cfg)["test"]
     x, y = x[:n_images], np.asarray(y[:n_images])
     ends, swings, steady = [], [], []
@@ -182,10 +184,9 @@ def plot_settle(report: SettleReport) -> Figure:
 
 def write_settle(report: SettleReport, out: str | Path) -> tuple[Path, Path]:
     """Write ``settle-dt{dt}.json`` (the summary) and ``settle-dt{dt}.png`` (:func:`plot_settle`) into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     js, png = (out / f"settle-dt{report.dt:g}.{ext}" for ext in ("json", "png"))
-    js.write_text(json.dumps(report.summary(), indent=1) + "\n")
-    fig = plot_settle(report)
-    fig.savefig(png, dpi=110, bbox_inches="tight")
+    with atomic_write(js) as f:
+        f.write(json.dumps(report.summary(), indent=1) + "\n")
+    save_image(plot_settle(report), png, dpi=110)
     return js, png

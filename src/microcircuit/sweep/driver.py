@@ -13,7 +13,8 @@ Sweep folder::
     DIR/slurm/                          submitit's job scripts, logs and pickles
 
 A seed is finished once the summary.json of a run folder holding it exists; a resumed sweep never repeats
-it, whichever folder it is in. One driver works on a folder at a time (an exclusive lock on DIR/.lock).
+it, whichever folder it is in. One driver works on a folder at a time (an exclusive lock on DIR/.lock, which
+names its holder), and each run holds its own run folder's lock (:class:`~microcircuit.runs.RunDir`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 
 from ..config import Config, ConfigError, to_dict
 from ..errors import RunInterrupted
-from ..runs import RunDir, RunDirError, atomic_write
+from ..runs import FolderLock, RunDir, RunDirError, atomic_write
 from .collect import Collected, collect, fmt_params
 from .executors import Handle, LocalExecutor, SlurmExecutor, make_executor
 from .search import OptunaSearch, Trial, expand, trial_id
@@ -55,28 +56,29 @@ class SweepDir:
 
     def __init__(self, path: Path) -> None:
         self.path = path.resolve()
-        self._lock: Any = None
+        self._lock: FolderLock | None = None
 
     @classmethod
     def open(cls, path: str | Path, spec: SweepSpec, *, resume: bool) -> SweepDir:
-        """Create the folder, or reopen it with ``resume`` when it holds the same sweep."""
+        """Create the folder, or reopen it with ``resume`` when it holds the same sweep; locked until
+        :meth:`release` (a folder another driver holds is refused, naming it, before anything is written)."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"sweep folder {path} exists and is not a directory")
         state = path / cls.STATE
-        if path.exists() and any(path.iterdir()):
-            if not state.is_file():
-                raise RunDirError(f"{path} is not empty and holds no sweep ({cls.STATE}); choose another --out")
-            if not resume:
-                raise RunDirError(f"sweep folder {path} already holds a sweep: pass --resume to continue it (finished "
-                                  "runs are not repeated), or choose another --out")
+        ours = state.is_file() or (path / cls.LOCK).is_file()
+        if path.exists() and any(path.iterdir()) and not ours:
+            raise RunDirError(f"{path} is not empty and holds no sweep ({cls.STATE}); choose another --out")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunDirError(f"cannot create sweep folder {path}: {e}") from None
         d = cls(path)
-        d._acquire()
+        d._acquire()  # before any other check: a folder in use is refused naming its holder
         try:
+            if state.is_file() and not resume:
+                raise RunDirError(f"sweep folder {path} already holds a sweep: pass --resume to continue it (finished "
+                                  "runs are not repeated), or choose another --out")
             d._check_and_record(spec)
         except BaseException:
             d.release()
@@ -84,27 +86,16 @@ class SweepDir:
         return d
 
     def _acquire(self) -> None:
-        import fcntl
-
-        f = open(self.path / self.LOCK, "a+")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            who = f.read().strip() or "another process"
-            f.close()
-            raise RunDirError(f"sweep folder {self.path} is in use by another `microcircuit sweep` ({who})") from None
-        except OSError:  # a filesystem without locks: go on unguarded
-            pass
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        f.flush()
-        self._lock = f
+        self._lock = FolderLock.acquire(
+            self.path / self.LOCK,
+            f"sweep folder {self.path} is in use by another `microcircuit sweep` ({{holder}}): one driver works on "
+            "a sweep folder at a time; wait for it to end, or stop it first",
+        )
+        self._lock.record()
 
     def release(self) -> None:
         if self._lock is not None:
-            self._lock.close()
+            self._lock.release()
             self._lock = None
 
     def _check_and_record(self, spec: SweepSpec) -> None:

@@ -30,6 +30,7 @@ from ..config import (
     Config,
     ConfigError,
     apply_overrides,
+    closest,
     from_dict,
     load_toml,
     merge,
@@ -394,8 +395,8 @@ def _field_type(parts: list[str], where: str = "params") -> Any:
         names = [f.name for f in fields(cls)]
         key = ".".join(parts[: i + 1])
         if part not in names:
-            hint = difflib.get_close_matches(part, names, n=1)
-            extra = f" (did you mean '{'.'.join([*parts[:i], hint[0]])}'?)" if hint else ""
+            hint = closest(part, names)
+            extra = f" (did you mean '{'.'.join([*parts[:i], hint])}'?)" if hint else ""
             raise ConfigError(f"{where}.{key}: unknown config key{extra}; valid keys here: {', '.join(names)}")
         tp = typing.get_type_hints(cls)[part]
         if i < len(parts) - 1:

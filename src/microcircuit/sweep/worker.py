@@ -138,24 +138,25 @@ def execute(cfg: Config, path: Path) -> tuple[dict[str, Any], bool]:
             resume = not config_differences(load_toml(path / RunDir.CONFIG), cfg, NON_COMPUTATIONAL)
         except Exception:  # an unreadable leftover: start over
             resume = False
-    if resume:
-        run_dir = RunDir.create(path, resume=True)
-        (path / FAILED).unlink(missing_ok=True)
-        run_dir.record_resume(cfg)
-        run_dir.write_config(cfg)
-    else:
-        run_dir = RunDir.create(path, overwrite=True)
-        run_dir.write_config(cfg)
-        run_dir.write_environment(cfg)
-    t = time.perf_counter()
-    summary = runner(cfg, run_dir, progress=False, echo=None)
-    summary["wall_s"] = round(time.perf_counter() - t, 1)
-    if cfg.n_seeds > 1 and vmaps_seeds(cfg.experiment):  # per-seed results first: summary.json comes last
-        members = member_summaries(cfg.experiment, path, summary)
-        for m in members.values():
-            m["wall_s"] = summary["wall_s"]  # the whole ensemble's: its seeds ran as one program
-        summary[MEMBERS] = members
-    run_dir.write_summary(summary)
+    # The run holds its folder's lock (released below, however it ends): a `microcircuit run --resume` of the
+    # same folder meanwhile is refused, and this run is refused while one is going on.
+    with RunDir.create(path, resume=True) if resume else RunDir.create(path, overwrite=True) as run_dir:
+        if resume:
+            (path / FAILED).unlink(missing_ok=True)
+            run_dir.record_resume(cfg)
+            run_dir.write_config(cfg)
+        else:
+            run_dir.write_config(cfg)
+            run_dir.write_environment(cfg)
+        t = time.perf_counter()
+        summary = runner(cfg, run_dir, progress=False, echo=None)
+        summary["wall_s"] = round(time.perf_counter() - t, 1)
+        if cfg.n_seeds > 1 and vmaps_seeds(cfg.experiment):  # per-seed results first: summary.json comes last
+            members = member_summaries(cfg.experiment, path, summary)
+            for m in members.values():
+                m["wall_s"] = summary["wall_s"]  # the whole ensemble's: its seeds ran as one program
+            summary[MEMBERS] = members
+        run_dir.write_summary(summary)
     return summary, False
 
 
@@ -197,12 +198,12 @@ def _run_task(task: Task) -> list[dict[str, Any]]:
                               wall_s=round(time.perf_counter() - t, 1))
             break
         except Exception as e:
+            from ..runs import FolderInUseError, RunDir
+
             error = f"{type(e).__name__}: {e}"
             outcomes += _each(base, run.seeds, status="failed", error=error, wall_s=round(time.perf_counter() - t, 1))
             try:
-                from ..runs import RunDir
-
-                if not RunDir(path).is_complete():
+                if not isinstance(e, FolderInUseError) and not RunDir(path).is_complete():  # never into another's
                     RunDir(path).write_json(FAILED, {"error": error, "traceback": traceback.format_exc(),
                                                      "worker": where, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             except OSError:
