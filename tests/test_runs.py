@@ -376,7 +376,7 @@ def test_interrupt_and_resume_bit_for_bit(reference: Path, tmp_path: Path, monke
     assert "interrupted by SIGINT after 10 of 60 patterns" in r.stderr and "--resume" in r.stderr
     assert [i for i, _ in list_checkpoints(out / "checkpoints")] == [10]
     assert not (out / "summary.json").exists() and not (out / "traces.npz").exists()
-    assert [x["patterns"] for x in rows(out)] == [0, 2, 4]
+    assert [x["patterns"] for x in rows(out)] == [0, 5, 10]
     assert events(out)[-1]["event"] == "interrupted" and events(out)[-1]["patterns"] == 10
 
     monkeypatch.setattr(self_prediction, "random_inputs", original)
@@ -388,10 +388,13 @@ def test_interrupt_and_resume_bit_for_bit(reference: Path, tmp_path: Path, monke
     env = json.loads((out / "environment.json").read_text())
     assert len(env["resumes"]) == 1
 
-    # a finished run resumed reports that it is complete and changes nothing
+    # a finished run resumed reports that it is complete and changes nothing; a --set that a finished run
+    # would not read is refused, not ignored
     metrics = (out / "metrics.jsonl").read_text()
-    r = cli("run", "--resume", out, "--set", "schedule.checkpoint_every=2")  # allowed: no effect on results
+    r = cli("run", "--resume", out)
     assert r.exit_code == 0 and "already complete" in r.output
+    r = cli("run", "--resume", out, "--set", "schedule.checkpoint_every=2")
+    assert r.exit_code == 2 and "would change nothing" in r.stderr
     assert (out / "metrics.jsonl").read_text() == metrics
 
 
@@ -400,7 +403,7 @@ def test_resume_from_scratch_when_killed_before_the_first_checkpoint(reference: 
     --resume starts over, drops the partial line, and gives the same results."""
     out = tmp_path / "run"
     out.mkdir()
-    for name in ("config.toml", "environment.json"):
+    for name in (RunDir.MARKER, "config.toml", "environment.json"):  # the marker is a run's first write
         shutil.copy(reference / name, out / name)
     first = (reference / "metrics.jsonl").read_text().splitlines()[0]
     (out / "metrics.jsonl").write_text(first + "\n" + first[:25])
@@ -612,7 +615,7 @@ def test_regression_interrupt_twice_and_resume_bit_for_bit(fig2_reference: Path,
     assert set(FIG2_TREES) <= ck.trees.keys() and ck.counters["segment"] == 2
     assert ck.trees["weights"]["W/0"].shape[0] == 2 and jax.random.key_data(ck.key).shape[0] == 2  # per seed
     assert not (out / "summary.json").exists() and not (out / "traces.npz").exists()
-    assert [x["patterns"] for x in rows(out)] == [0, 2, 4]
+    assert [x["patterns"] for x in rows(out)] == [0, 5, 10]
 
     monkeypatch.setattr(regression._Task, "data", _signal_in_segment(7, signal.SIGTERM))
     r = cli("run", "--resume", out)

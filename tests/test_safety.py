@@ -40,6 +40,21 @@ TINY_MNIST = ["--set", "training.epochs=2", "--set", "training.n_train=200", "--
               "--no-progress"]  # fmt: skip
 
 
+def sets(base: list[str], *texts: str) -> list[str]:
+    """The --set list ``base`` with ``texts`` added, each replacing the same key there (a key is given once)."""
+    keys = {t.split("=", 1)[0] for t in texts}
+    out: list[str] = []
+    args = iter(base)
+    for a in args:
+        if a == "--set":
+            value = next(args)
+            if value.split("=", 1)[0] not in keys:
+                out += [a, value]
+        else:
+            out.append(a)
+    return out + [x for t in texts for x in ("--set", t)]
+
+
 def cli(*args: str | Path) -> Result:
     return CliRunner().invoke(main, [str(a) for a in args])
 
@@ -126,7 +141,7 @@ def test_overwrite_keeps_what_the_user_added_and_removes_what_the_run_wrote(tmp_
     temporary file) and keeps every file the user added, naming them in one line on stderr."""
     monkeypatch.setattr(self_prediction, "_figures", lambda *a, **k: None)  # slow to draw, not tested here
     run = tmp_path / "run"
-    assert cli("run", "--out", run, *TINY_S1, "--set", "stimulus.n_patterns=30").exit_code == 0
+    assert cli("run", "--out", run, *sets(TINY_S1, "stimulus.n_patterns=30")).exit_code == 0
     assert [i for i, _ in list_checkpoints(run / "checkpoints")] == [20, 30]
     (run / "notes.txt").write_text("my notes")
     (run / "analysis").mkdir()
@@ -332,7 +347,7 @@ def test_resume_skips_a_corrupt_newest_checkpoint(tmp_path: Path) -> None:
 
 def test_mnist_resume_logs_its_event_and_falls_back(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert cli("run", "mnist", "--quick", "--out", run, *TINY_MNIST, "--set", "training.epochs=3").exit_code == 0
+    assert cli("run", "mnist", "--quick", "--out", run, *sets(TINY_MNIST, "training.epochs=3")).exit_code == 0
     (run / "summary.json").unlink()
     path = list_checkpoints(run / "checkpoints")[-1][1]
     path.write_bytes(path.read_bytes()[:100])  # truncated

@@ -192,7 +192,7 @@ def _run(held: contextlib.ExitStack, target: str | None, overrides: tuple[str, .
             if run_dir.is_complete():
                 done = _extendable_epochs(run_dir, cfg)
                 if done is None:
-                    if overrides:  # a --set that nothing would read: refused, not ignored
+                    if overrides and cfg != resume_config(resume):  # a --set nothing would read: refused
                         raise ConfigError(
                             f"--resume {out}: the run is complete ({RunDir.SUMMARY} written), so --set "
                             f"{' '.join(overrides)} would change nothing; only training.epochs above the epochs it "

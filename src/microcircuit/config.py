@@ -816,12 +816,13 @@ def load_toml(path: str | Path) -> Config:
         from .presets import get_preset
 
         return merge(get_preset(base), data)
+    cfg = from_dict(Config, data)  # unknown keys first: they name the problem more exactly
     if "experiment" not in data:
         raise ConfigError(
             f"{path}: neither preset = \"NAME\" nor experiment is set: start the file from a preset (`microcircuit "
             "presets` lists them, `microcircuit show PRESET` prints one in full to edit) or give experiment and the "
             "keys it needs (`microcircuit show --defaults` lists every key with its default)")
-    return from_dict(Config, data)
+    return cfg
 
 
 def merge(cfg: Config, data: Mapping[str, Any]) -> Config:
