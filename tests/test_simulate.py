@@ -358,6 +358,24 @@ def test_bad_duration_and_missing_key(no_tracing: None) -> None:
         simulate(noisy, ref.to_package_weights(w), ref.to_package_state(s), stream, duration=1.0)
 
 
+def test_legal_looking_calls_that_would_give_nan_or_nothing_are_refused(no_tracing: None) -> None:
+    """Issue 39.4: a zero batch, a recording stride longer than the run and a negative learning-rate scale
+    are refused before tracing, naming the argument (they used to return NaN or empty records)."""
+    w, s, stream = _good()
+    empty = {k: ([a[:0] for a in v] if isinstance(v, list) else v[:0]) for k, v in s.items()}
+    empty_stream = Stream.of(np.asarray(stream.x)[:, :0])
+    with pytest.raises(InputError, match=r"state\.r_in: batch size 0"):
+        _call(w, empty, empty_stream)
+    steps = round(1.0 / QUIET.simulation.dt) * stream.x.shape[0]
+    longer = rf"record\.stride = {steps + 1} steps is longer than the run \({steps} steps\)"
+    with pytest.raises(InputError, match=longer):
+        _call(w, s, stream, record=Record(quantities=("u",), stride=steps + 1))
+    with pytest.raises(InputError, match=r"lr_scale = -0\.5: must be >= 0"):
+        _call(w, s, stream, lr_scale=-0.5)
+    with pytest.raises(AssertionError, match="compiled loop"):  # the limits themselves are legal
+        _call(w, s, stream, record=Record(quantities=("u",), stride=steps), lr_scale=0.0)
+
+
 @pytest.mark.parametrize("every", [1, 5])
 def test_learning_lag_and_held_updates_match_reference(every: int) -> None:
     """plasticity.learning_lag freezes weights and traces for the first steps of each pattern, also when

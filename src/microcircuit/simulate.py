@@ -329,6 +329,8 @@ def _check_inputs(
                 if not np.all(np.isfinite(np.asarray(a))):
                     raise InputError(f"{label}.{name}[{i}] (layer {i + 1}) holds NaN or Inf")
     batch = s.r_in.shape[0] if s.r_in.ndim == 2 else -1
+    if batch == 0:
+        raise InputError("state.r_in: batch size 0: the state needs at least one sample (shape (B, n_0), B >= 1)")
     shapes = {"state.r_in": (s.r_in, n[0]), "state.u_trgt": (s.u_trgt, n[-1])}
     shapes.update({f"state.u[{i}] (layer {i + 1})": (u, n[i + 1]) for i, u in enumerate(s.u)})
     shapes.update({f"state.u_inter[{i}] (layer {i + 1})": (u, n[i + 2]) for i, u in enumerate(s.u_inter)})
@@ -493,9 +495,14 @@ def simulate(
         raise InputError("key: a PRNG key is needed when simulation.sigma > 0 (e.g. jax.random.key(0))")
     if model.pal.enabled and model.pal.sigma > 0 and key is None:
         raise InputError("key: a PRNG key is needed when pal.enabled and pal.sigma > 0 (e.g. jax.random.key(0))")
+    if lr_scale is not None and not isinstance(lr_scale, jax.core.Tracer) and np.any(np.asarray(lr_scale) < 0):
+        raise InputError(f"lr_scale = {lr_scale}: must be >= 0 (a negative factor would reverse every rule)")
     key = as_key(key)
     state = with_prospective(model, state)  # adds or drops ŭ and PAL's state (docs/model.md §8, §12)
     spp = _check_inputs(model, weights, state, stream, duration, traces)
+    if record is not None and record.quantities and record.stride > spp * stream.x.shape[0]:
+        raise InputError(f"record.stride = {record.stride} steps is longer than the run ({spp * stream.x.shape[0]} "
+                         "steps): nothing would be recorded; choose a stride of at most the run's steps")
     model = resolve_defer(model, state.r_in.shape[0], spp, record.stride if record else None, plastic)
     K, defer = block_steps(model, plastic)
     option = "plasticity.defer" if defer else "plasticity.update_every"

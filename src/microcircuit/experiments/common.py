@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -464,3 +465,28 @@ def check_init_from(src: str) -> None:
             f"{found[-1][1].name}), so its weights are mid-run; finish it first with "
             f"`microcircuit run --resume {src}`"
         )
+
+
+def train_arms(run_dir: RunDir | None, arms: tuple[str, ...], file_name: Callable[[str], str],
+               train: Callable[[str, StopRequest], dict[str, Any]],
+               report: Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]],
+               say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Each arm of an experiment in turn, as one result dict per arm (with ``wall_s`` and ``diverged``):
+    an arm a resumed run already finished is read back from its JSON file ``file_name(arm)``; any other is
+    trained (``train(arm, stop)``, which stops at SIGINT/SIGTERM), told (``report(arm, result)`` gives a
+    line and the metrics of its row in metrics.jsonl) and written to its file."""
+    results: dict[str, dict[str, Any]] = {}
+    with graceful_stop() as stop:
+        for arm in arms:
+            path = None if run_dir is None else run_dir.file(file_name(arm))
+            if path is not None and run_dir is not None and run_dir.resume and path.exists():
+                results[arm] = json.loads(path.read_text())
+                say(f"{arm}: done before")
+                continue
+            res = results[arm] = train(arm, stop)
+            line, metrics = report(arm, res)
+            say(line)
+            if run_dir is not None:
+                run_dir.write_json(file_name(arm), res)
+                run_dir.log(arm=arm, wall_s=res["wall_s"], diverged=res["diverged"] is not None, **metrics)
+    return results

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,8 +37,9 @@ from ..dynamics import init_state, with_prospective
 from ..ensemble import simulate_ensemble, stack
 from ..errors import DivergenceError, RunInterrupted
 from ..network import Weights, init_weights
-from ..runs import RunDir, StopRequest, graceful_stop
+from ..runs import RunDir, StopRequest
 from ..simulate import Stream, precision
+from .common import train_arms
 
 __all__ = ["ARMS", "arm_model", "check", "run", "stepped", "unused"]
 
@@ -164,23 +164,13 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
     """Every arm in turn (see the module docstring); the summary and, with a run folder, the figure."""
     check(cfg)
     say = echo or (lambda text: None)
-    results: dict[str, dict[str, Any]] = {}
-    with graceful_stop() as stop:
-        for arm in ARMS:
-            path = None if run_dir is None else run_dir.file(_name(arm))
-            if path is not None and run_dir.resume and path.exists():
-                results[arm] = json.loads(path.read_text())
-                say(f"{arm}: done before")
-                continue
-            res = _train(cfg, arm, say, stop)
-            results[arm] = res
-            say(f"{arm}: ∠(Wᵀ, B) = {_fmt(res['final']['angle_WT_B'])}, ∠(B, φ'Wᵀφ') = "
+
+    def report(arm: str, res: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        line = (f"{arm}: ∠(Wᵀ, B) = {_fmt(res['final']['angle_WT_B'])}, ∠(B, φ'Wᵀφ') = "
                 f"{_fmt(res['final']['angle_B_J'])} ({res['wall_s']:.1f} s)")
-            if run_dir is not None:
-                run_dir.write_json(_name(arm), res)
-                run_dir.log(arm=arm, wall_s=res["wall_s"], diverged=res["diverged"] is not None,
-                            **{f"{name}_{k + 1}": m for name in ANGLES
-                               for k, m in enumerate(res["final"][name]["mean"])})
+        return line, {f"{name}_{k + 1}": m for name in ANGLES for k, m in enumerate(res["final"][name]["mean"])}
+
+    results = train_arms(run_dir, ARMS, _name, lambda arm, stop: _train(cfg, arm, say, stop), report, say)
     summary = _summarise(cfg, results)
     if run_dir is not None:
         _figure(run_dir, summary, results)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,8 +40,9 @@ from ..dynamics import init_state, with_prospective
 from ..ensemble import simulate_ensemble, stack
 from ..errors import DivergenceError, RunInterrupted
 from ..network import Weights, init_weights, self_predicting
-from ..runs import RunDir, StopRequest, graceful_stop
+from ..runs import RunDir, StopRequest
 from ..simulate import Stream, precision
+from .common import train_arms
 
 __all__ = ["ARMS", "TEACHER_W", "arm_model", "check", "run", "stepped", "student_weights", "teacher_outputs",
            "unused"]
@@ -177,23 +177,14 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
     """Both arms in turn (see the module docstring); the summary and, with a run folder, the figure."""
     check(cfg)
     say = echo or (lambda text: None)
-    results: dict[str, dict[str, Any]] = {}
-    with graceful_stop() as stop:
-        for arm in ARMS:
-            path = None if run_dir is None else run_dir.file(_name(arm))
-            if path is not None and run_dir.resume and path.exists():
-                results[arm] = json.loads(path.read_text())
-                say(f"{arm}: done before")
-                continue
-            res = _train(cfg, arm, say, stop)
-            results[arm] = res
-            e = res["final_error"]
-            say(f"{arm}: error {e['mean']:.3g} ± {e['std']:.2g}, B_1 > 0 in {res['B_1_positive_fraction']:.0%} "
+
+    def report(arm: str, res: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        e = res["final_error"]
+        line = (f"{arm}: error {e['mean']:.3g} ± {e['std']:.2g}, B_1 > 0 in {res['B_1_positive_fraction']:.0%} "
                 f"({res['wall_s']:.1f} s)")
-            if run_dir is not None:
-                run_dir.write_json(_name(arm), res)
-                run_dir.log(arm=arm, error=e["mean"], B_positive=res["B_1_positive_fraction"], wall_s=res["wall_s"],
-                            diverged=res["diverged"] is not None)
+        return line, {"error": e["mean"], "B_positive": res["B_1_positive_fraction"]}
+
+    results = train_arms(run_dir, ARMS, _name, lambda arm, stop: _train(cfg, arm, say, stop), report, say)
     summary = _summarise(cfg, results)
     if run_dir is not None:
         _figure(run_dir, results)
