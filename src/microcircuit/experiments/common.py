@@ -467,6 +467,14 @@ def check_init_from(src: str) -> None:
         )
 
 
+#: The ``training`` keys only the MNIST runner reads (all but ``training.epochs``): unused by the experiments
+#: that train by epochs of their own patterns (``le_bars``, ``pal_alignment``, ``pal_teacher``).
+MNIST_TRAINING_KEYS = ("training.method", "training.data", "training.batch", "training.n_passes",
+                       "training.n_validation", "training.n_train", "training.r_low", "training.r_high",
+                       "training.lr_backprop", "training.loss", "training.rule9_state", "training.lr_decay",
+                       "training.eval_duration", "training.feedback", "training.lr", "training.probe",
+                       "training.settle_images")
+
 def train_arms(run_dir: RunDir | None, arms: tuple[str, ...], file_name: Callable[[str], str],
                train: Callable[[str, StopRequest], dict[str, Any]],
                report: Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]],

@@ -40,6 +40,7 @@ from ..network import Weights, init_weights
 from ..plasticity import zero_traces
 from ..runs import RunDir, StopRequest, graceful_stop
 from ..simulate import Stream, precision, step, steps_per_pattern
+from .common import MNIST_TRAINING_KEYS
 
 __all__ = ["MODES", "TARGET_HIGH", "TARGET_LOW", "check", "mode_model", "run", "stepped", "test_outputs", "unused"]
 
@@ -54,10 +55,7 @@ def stepped(cfg: Config) -> tuple[str, ...]:
 
 def unused(cfg: Config) -> tuple[str, ...]:
     """Settings this experiment does not read."""
-    return ("training.method", "training.data", "training.batch", "training.n_passes", "training.n_validation",
-            "training.n_train", "training.r_low", "training.r_high", "training.lr_backprop", "training.loss",
-            "training.rule9_state", "training.lr_decay", "training.eval_duration", "training.feedback", "training.lr",
-            "training.probe", "training.settle_images", "init_from", "record",
+    return (*MNIST_TRAINING_KEYS, "init_from", "record",
             "simulation.prospective", "stimulus.kind",
             "stimulus.n_patterns", "stimulus.batch", "stimulus.low", "stimulus.high", "stimulus.teacher_sizes",
             "schedule.n_test", "schedule.settle", "schedule.checkpoint_every", "schedule.keep_checkpoints", "pal")

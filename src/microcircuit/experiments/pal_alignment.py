@@ -39,7 +39,7 @@ from ..errors import DivergenceError, RunInterrupted
 from ..network import Weights, init_weights
 from ..runs import RunDir, StopRequest
 from ..simulate import Stream, precision
-from .common import train_arms
+from .common import MNIST_TRAINING_KEYS, train_arms
 
 __all__ = ["ARMS", "arm_model", "check", "run", "stepped", "unused"]
 
@@ -54,10 +54,7 @@ def stepped(cfg: Config) -> tuple[str, ...]:
 
 def unused(cfg: Config) -> tuple[str, ...]:
     """Settings this experiment does not read."""
-    return ("training.method", "training.data", "training.batch", "training.n_passes", "training.n_validation",
-            "training.n_train", "training.r_low", "training.r_high", "training.lr_backprop", "training.loss",
-            "training.rule9_state", "training.lr_decay", "training.eval_duration", "training.feedback", "training.lr",
-            "training.probe", "training.settle_images", "init_from", "record", "simulation.prospective",
+    return (*MNIST_TRAINING_KEYS, "init_from", "record", "simulation.prospective",
             "plasticity.eta_W", "plasticity.eta_IP", "plasticity.eta_B",
             "stimulus.kind", "stimulus.batch", "stimulus.teacher_sizes", "stimulus.durations",
             "schedule.n_test", "schedule.settle", "schedule.checkpoint_every", "schedule.keep_checkpoints")
