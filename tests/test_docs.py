@@ -32,11 +32,14 @@ def test_the_three_tutorials_are_there() -> None:
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
 def test_tutorial_runs(path: Path, tmp_path: Path) -> None:
     """Each tutorial as a script in a fresh interpreter, in an empty folder, with no display."""
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "error::DeprecationWarning"}
-    r = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=300)
+    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    tmp.mkdir()
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "error::DeprecationWarning", "TMPDIR": str(tmp)}
+    r = subprocess.run([sys.executable, str(path)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert not list(tmp_path.iterdir()), "a tutorial must write only into its own temporary folder"
+    assert not list(cwd.iterdir()), "a tutorial must write only into its own temporary folder"
+    assert not list(tmp.iterdir()), "a tutorial must remove its temporary folder"
 
 
 def test_usage_python_blocks_run(capsys: pytest.CaptureFixture[str]) -> None:

@@ -213,13 +213,25 @@ def test_bad_settings_are_refused_before_anything_is_written(tmp_path: Path, arg
     assert not out.exists()
 
 
-def test_init_from_an_unfinished_run_is_refused(tmp_path: Path) -> None:
+def test_init_from_an_unfinished_or_unfitting_run_is_refused(tmp_path: Path) -> None:
+    """Refused before the new run folder exists; the source run is only read, and the message never
+    advises removing its checkpoints."""
     s1 = tmp_path / "s1"
     assert cli("run", "fig-s1", "--out", s1, *TINY_S1, "--set", "network.sizes=[30,20,10]").exit_code == 0
+    summary = (s1 / "summary.json").read_bytes()
     (s1 / "summary.json").unlink()  # as if it had been stopped half-way
     r = cli("run", "fig1", "--quick", "--set", f"init_from={s1}", "--out", tmp_path / "f1", "--no-progress")
     one_line_error(r, "init_from", "has not finished", "--resume")
     assert not (tmp_path / "f1").exists()
+
+    (s1 / "summary.json").write_bytes(summary)
+    before = {p.name: p.read_bytes() for p in (s1 / "checkpoints").iterdir()}
+    r = cli("run", "fig1", "--quick", "--set", f"init_from={s1}", "--set", "network.sizes=[5,4,3]",
+            "--out", tmp_path / "f1", "--no-progress")
+    line = one_line_error(r, "init_from", "cannot start this network", "[5, 4, 3]", "expected (4, 5)")
+    assert "remove" not in line
+    assert not (tmp_path / "f1").exists()
+    assert {p.name: p.read_bytes() for p in (s1 / "checkpoints").iterdir()} == before
 
 
 def test_every_preset_passes_its_own_checks_and_reads_every_key_it_sets() -> None:
@@ -276,9 +288,21 @@ def test_dt_near_the_euler_bound_warns_with_dt_and_the_bound(tmp_path: Path) -> 
     out = tmp_path / "run"
     r = cli("run", "--out", out, "--set", "simulation.dt=1.0", *TINY_S1)
     assert r.exit_code == 0, r.output
-    assert "warning: simulation.dt = 1 ms" in r.stderr
+    assert r.stderr.count(warning) == 1  # printed once, when found
     assert json.loads((out / "summary.json").read_text())["warnings"] == [warning]
     assert [e["message"] for e in events(out, "warning")] == [warning]
+    # --resume: printed once again (this start's check), logged again, recorded once
+    (out / "summary.json").unlink()  # as if stopped after its last checkpoint
+    r = cli("run", "--resume", out, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count(warning) == 1
+    assert json.loads((out / "summary.json").read_text())["warnings"] == [warning]
+    # a sweep's trial records it the same way
+    from microcircuit.sweep.worker import execute
+
+    summary, skipped = execute(cfg, tmp_path / "trial")
+    assert not skipped and summary["warnings"] == [warning]
+    assert json.loads((tmp_path / "trial" / "summary.json").read_text())["warnings"] == [warning]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -293,11 +317,38 @@ def test_huge_rates_are_reported_not_silent(tmp_path: Path) -> None:
     assert {"chance", "growth", "ip"} <= kinds
     summary = json.loads((out / "summary.json").read_text())
     assert any("grew" in w for w in summary["warnings"]) and any("chance" in w for w in summary["warnings"])
-    assert "warning: " in r.stderr
+    assert all(r.stderr.count(w) == 1 for w in summary["warnings"]), r.stderr  # each printed once
     out = tmp_path / "backprop"
     r = cli("run", "mnist-backprop", "--quick", "--out", out, *TINY_MNIST, "--set", "training.lr_backprop=10000")
     assert r.exit_code == 0, r.output
     assert "growth" in {e["kind"] for e in events(out, "warning")}
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path: Path) -> None:
+    """Without --progress/--no-progress, a bar is drawn when stderr is a terminal and not into a pipe."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    args = ("run", "mnist", "--quick", *TINY_MNIST[:-1])
+    piped = proc(*args, "--out", tmp_path / "piped")
+    assert piped.returncode == 0, piped.stderr
+    assert "batch/s" not in piped.stderr and "\r" not in piped.stderr
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal of 100 columns
+    seen = b""
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "microcircuit.cli", *args, "--out", str(tmp_path / "tty")],
+                             stdout=subprocess.DEVNULL, stderr=follower, env=ENV)
+        os.close(follower)
+        with contextlib.suppress(OSError):  # read while it runs (a full terminal would block it); EIO at its end
+            while chunk := os.read(leader, 65536):
+                seen += chunk
+        assert p.wait(timeout=300) == 0, seen.decode(errors="replace")
+    finally:
+        os.close(leader)
+    assert b"batch" in seen and b"epoch 1/2" in seen  # the epoch's bar
 
 
 def test_a_healthy_run_has_no_warnings(tmp_path: Path) -> None:

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -124,8 +127,22 @@ def test_names_are_checked_and_members_picked(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "no array 'microcircuit_test_eror' (did you mean microcircuit_test_error" in r.output
     r = cli("analyze", "traces", run, "microcircuit_test_error", "--member", 2)
     assert r.exit_code == 2 and "member 2 is out of range; it has 2 seeds" in r.output
+    assert cli("analyze", "traces", run, "microcircuit_test_error").exit_code == 0
+    assert cli("analyze", "traces", run, "microcircuit_test_error", "--member", 1).exit_code == 0
+    assert (run / "traces_microcircuit_test_error.png").is_file()  # one member's plot does not replace the whole
+    assert (run / "traces_microcircuit_test_error-member-1.png").is_file()
     r = cli("analyze", "traces", run, "t")
     assert r.exit_code == 2 and "t is a single number (1.0)" in r.output
+
+
+def test_a_listing_into_a_closed_pipe_stops_quietly(s1: Path) -> None:
+    """`microcircuit analyze traces RUN | head -1`: the reader has gone before the listing is written."""
+    p = subprocess.Popen([sys.executable, "-m", "microcircuit.cli", "analyze", "traces", str(s1)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    p.stdout.close()
+    with p.stderr:
+        err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and err == ""
 
 
 def test_runs_without_traces_say_why(s1: Path, tmp_path: Path) -> None:

@@ -43,7 +43,8 @@ from microcircuit.experiments import mnist
 from microcircuit.experiments.common import build
 from microcircuit.runs import RunDir, resume_config
 
-work = Path(tempfile.mkdtemp())
+scratch = tempfile.TemporaryDirectory()  # removed at the end of the tutorial
+work = Path(scratch.name)
 
 
 def microcircuit(*args):
@@ -151,3 +152,6 @@ for ax, i in zip(axes, strongest, strict=True):
 fig.suptitle("change of W_1 during training (8 neurons that changed most)")
 fig.tight_layout()
 plt.show()
+
+# %%
+scratch.cleanup()  # the tutorial's run folders go with it

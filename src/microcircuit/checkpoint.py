@@ -446,26 +446,30 @@ def load_latest(
     ignore: Iterable[str] = NON_COMPUTATIONAL,
     check: Callable[[Checkpoint], None] | None = None,
     on_skip: Callable[[Path, str], None] | None = None,
+    advice: str = "remove them to start the run afresh",
 ) -> Checkpoint | None:
     """The newest checkpoint in ``directory`` that loads and verifies (:func:`load_checkpoint`, then
-    ``check``, which may raise :class:`CheckpointError` too); a newer one that fails is skipped, with
-    ``on_skip(path, reason)``, and the next older one tried. None when the folder holds no checkpoint; a
-    :class:`CheckpointError` naming every file and its problem when none of them is usable."""
+    ``check``, which may raise :class:`CheckpointError` too); a newer one that fails is skipped and the next
+    older one tried; once one loads, ``on_skip(path, reason)`` is called for each skipped one. None when
+    the folder holds no checkpoint; a :class:`CheckpointError` naming every file and its problem when none
+    of them is usable, ending with ``advice`` (what to do; empty where the checkpoints are another run's,
+    which must not be touched)."""
     found = list_checkpoints(directory)
-    problems = []
+    problems: list[tuple[Path, str]] = []
     for _, path in reversed(found):
         try:
             ck = load_checkpoint(path, cfg, like=like, ignore=ignore)
             if check is not None:
                 check(ck)
-            return ck
         except CheckpointError as e:
-            problems.append(str(e))
-            if on_skip is not None:
-                on_skip(path, str(e))
+            problems.append((path, str(e)))
+            continue
+        for skipped, why in problems if on_skip is not None else ():
+            on_skip(skipped, why)
+        return ck
     if problems:
-        raise CheckpointError(f"no usable checkpoint in {directory}: " + "; ".join(problems)
-                              + "; remove them to start the run afresh")
+        raise CheckpointError(f"no usable checkpoint in {directory}: " + "; ".join(why for _, why in problems)
+                              + (f"; {advice}" if advice else ""))
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -55,6 +56,9 @@ def _friendly(fn: F) -> F:
             sys.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # the reader of our output has gone (`... | head`): stop quietly, as `cat` does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            sys.exit(141)  # 128 + SIGPIPE
         except (*_expected_errors(), OSError) as e:
             if debug:
                 raise
@@ -136,6 +140,16 @@ def main(debug: bool) -> None:
     """Dendritic cortical microcircuits (Sacramento et al. 2018): simulate, train, reproduce."""
 
 
+def _progress_default(ctx: click.Context, param: click.Parameter, value: bool | None) -> bool:
+    return sys.stderr.isatty() if value is None else value
+
+
+def progress_option(text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--progress/--no-progress``; by default on when stderr is a terminal (off in logs, pipes and jobs)."""
+    return click.option("--progress/--no-progress", default=None, callback=_progress_default,
+                        help=f"{text.rstrip('.')} (default: when stderr is a terminal).")
+
+
 @main.command()
 @click.argument("target", required=False)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -146,7 +160,7 @@ def main(debug: bool) -> None:
 @click.option("--overwrite", is_flag=True,
               help="Replace an earlier run folder of microcircuit, after every check of the config and data has "
                    "passed: remove what its run wrote and keep any file you added (refused for any other folder).")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@progress_option("Show a progress bar.")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN_DIR",
               help="Continue the run in RUN_DIR (a run folder microcircuit made) from its newest checkpoint, with its "
                    "own config.toml.")
@@ -167,9 +181,13 @@ def run(target: str | None, overrides: tuple[str, ...], out: Path | None, quick:
 def _run(held: contextlib.ExitStack, target: str | None, overrides: tuple[str, ...], out: Path | None, quick: bool,
          overwrite: bool, progress: bool, resume: Path | None) -> None:
     from .checkpoint import config_differences
-    from .experiments import get_experiment
+    from .experiments import experiment_origin, get_experiment
     from .preflight import preflight
     from .runs import RunDir, RunDirError, atomic_write, graceful_stop, resume_config
+
+    def source(cfg: Config) -> dict[str, Any]:  # a user's experiment: where its code comes from
+        origin = experiment_origin(cfg.experiment)
+        return {} if origin is None else {"experiment_source": origin}
 
     def started(stop: Any) -> None:  # a signal before the run folder exists: nothing to keep
         if stop:
@@ -204,10 +222,11 @@ def _run(held: contextlib.ExitStack, target: str | None, overrides: tuple[str, .
                     f.write(run_dir.file(RunDir.SUMMARY).read_bytes())
                 click.echo(f"extending the finished run from {done} to {cfg.training.epochs} epochs "
                            f"(its summary is kept as {kept.name})")
-            changed = run_dir.record_resume(cfg)
+            changed = run_dir.record_resume(cfg, **source(cfg))
             if changed:
-                click.echo(f"warning: {', '.join(changed)} differ from the run's start (environment.json); the "
-                           "resumed run may not match an uninterrupted one bit for bit", err=True)
+                echo_line(run_dir, f"warning: {', '.join(changed)} {'differs' if len(changed) == 1 else 'differ'} "
+                          "from the run's start (environment.json); the resumed run may not match an uninterrupted "
+                          "one bit for bit")
             run_dir.write_config(cfg)
             click.echo(f"microcircuit {__version__}: resuming {cfg.name!r} ({cfg.experiment}) in {out}")
         else:
@@ -215,7 +234,8 @@ def _run(held: contextlib.ExitStack, target: str | None, overrides: tuple[str, .
                 quick = True
             cfg, base = resolve_config_and_base(target, overrides, quick)
             runner = get_experiment(cfg.experiment)
-            warnings = preflight(cfg, config_differences(base or Config(), cfg), strict=base is not None)
+            warnings = preflight(cfg, config_differences(base or Config(), cfg), strict=base is not None,
+                                 explicit=[".".join(parse_override(o)[0]) for o in overrides])
             started(stop)
             out = out or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             run_dir = held.enter_context(RunDir.create(out, overwrite=overwrite))  # only now: every check has passed
@@ -223,27 +243,36 @@ def _run(held: contextlib.ExitStack, target: str | None, overrides: tuple[str, .
                 click.echo(f"--overwrite kept what microcircuit did not write in {out}: {', '.join(run_dir.kept)}",
                            err=True)
             run_dir.write_config(cfg)
-            run_dir.write_environment(cfg)
+            run_dir.write_environment(cfg, **source(cfg))
             click.echo(f"microcircuit {__version__}: running {cfg.name!r} ({cfg.experiment}) into {out}")
         for message in warnings:
             click.echo(f"warning: {message}", err=True)
             run_dir.log(event="warning", kind="config", message=message)
         t = time.perf_counter()
         try:
-            summary = runner(cfg, run_dir, progress=progress, echo=click.echo)
+            summary = runner(cfg, run_dir, progress=progress, echo=functools.partial(echo_line, run_dir))
         except BaseException:
             with contextlib.suppress(RunDirError):
                 run_dir.add_wall_time(time.perf_counter() - t)
             raise
     summary["wall_s"] = run_dir.add_wall_time(time.perf_counter() - t)  # every start of the run, resumed or not
-    summary["warnings"] = [*warnings, *summary.get("warnings", [])]
+    summary["warnings"] = run_dir.warnings(summary.get("warnings", []))  # every start's, each once (printed as raised)
     run_dir.write_summary(summary)
     click.echo("")
     for line in summary.get("headline", []):
         click.echo(line)
-    for message in summary["warnings"]:
-        click.echo(f"warning: {message}", err=True)
+    if summary["warnings"]:
+        click.echo(f"{len(summary['warnings'])} warning(s), printed above and kept in {RunDir.SUMMARY}", err=True)
     click.echo(f"done in {summary['wall_s']} s; results in {out}")
+
+
+def echo_line(run_dir: RunDir, line: str) -> None:
+    """What a runner says: to stdout; a line that begins with ``warning:`` to stderr, and logged as a warning
+    of the run (once), so that summary.json records it, on ``--resume`` too."""
+    warning = line.startswith("warning:")
+    if warning:
+        run_dir.note_warning(line.removeprefix("warning:").strip())
+    click.echo(line, err=warning)
 
 
 @main.command()
@@ -290,6 +319,7 @@ def defaults_template() -> str:
     """Every key of :class:`Config` with its default, as TOML; each table is headed by the first line of its
     dataclass's docstring. ``experiment`` has no usable default: a file sets it or starts from a preset."""
     import dataclasses
+    import textwrap
     import typing
 
     from .experiments import EXPERIMENTS
@@ -305,9 +335,11 @@ def defaults_template() -> str:
                 collect(tp, prefix + f.name + ".")
 
     collect(Config, "")
-    lines = ["# Every config key with its default (`microcircuit show --defaults`). A config file starts from a",
-             '# preset (preset = "NAME"; `microcircuit presets` lists them) and changes some keys, or sets experiment',
-             f"# (one of: {', '.join(EXPERIMENTS)}) and the keys it reads.", ""]
+    intro = ("Every config key with its default (`microcircuit show --defaults`). A config file starts from a "
+             'preset (preset = "NAME"; `microcircuit presets` lists them) and changes some keys, or sets experiment '
+             f"and the keys it reads. Experiments: {', '.join(EXPERIMENTS)}; or your own: 'module', "
+             "'module:function' or an entry point (docs/usage.md).")
+    lines = [f"# {line}" for line in textwrap.wrap(intro, 110)] + [""]
     for line in to_toml(Config()).splitlines():
         if line.startswith("experiment = "):
             lines.append('# experiment = "..."   (no default: required without a preset)')
@@ -363,7 +395,7 @@ def analyze() -> None:
 @click.option("--quick", is_flag=True, help="Fewer samples.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an earlier run folder of microcircuit (no other folder), keeping files you added.")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@progress_option("Show a progress bar.")
 @click.pass_context
 def analyze_backprop(ctx: click.Context, overrides: tuple[str, ...], out: Path | None, quick: bool,
                      overwrite: bool, progress: bool) -> None:
@@ -382,7 +414,7 @@ def analyze_backprop(ctx: click.Context, overrides: tuple[str, ...], out: Path |
 @click.option("--label", "labels", multiple=True, metavar="TEXT",
               help="Legend label of each RUN_DIR, in order (repeat once per run; default: the run's config name).")
 @click.option("--title", default="MNIST", show_default=True, help="Figure title.")
-@click.option("--progress/--no-progress", default=True, help="Accepted for symmetry; reading is instant.")
+@progress_option("Accepted for symmetry; reading is instant.")
 @_friendly
 def analyze_curves(run_dirs: tuple[Path, ...], out: Path, train: bool, labels: tuple[str, ...], title: str,
                    progress: bool) -> None:
@@ -413,7 +445,7 @@ def analyze_curves(run_dirs: tuple[Path, ...], out: Path, train: bool, labels: t
 @click.option("--data", "data_path", default=None, metavar="PATH",
               help="MNIST to read instead of the run's training.data (a folder of IDX files or mnist.npz).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run instead of a table.")
-@click.option("--progress/--no-progress", default=True, help="Show which run is being read out.")
+@progress_option("Show which run is being read out.")
 @_friendly
 def analyze_errors(run_dirs: tuple[Path, ...], data_path: str | None, as_json: bool, progress: bool) -> None:
     """Where a finished MNIST run's errors are: validation, test and its two halves, and training slices,
@@ -445,7 +477,7 @@ def analyze_errors(run_dirs: tuple[Path, ...], data_path: str | None, as_json: b
               help="MNIST to read instead of the run's training.data (a folder of IDX files or mnist.npz).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for settle-dtDT.json and .png (default: RUN_DIR).")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@progress_option("Show a progress bar.")
 @_friendly
 def analyze_settle(run_dir: Path, duration: float, dt: float | None, n_images: int | None, window: float, tol: float,
                    batch: int, data_path: str | None, out: Path | None, progress: bool) -> None:
@@ -497,7 +529,7 @@ def analyze_settle(run_dir: Path, duration: float, dt: float | None, n_images: i
               help="Width of the nets of the depth series (error_vs_depth.png, angle_heatmap.png).")
 @click.option("--width-depth", type=click.IntRange(min=0), default=2, show_default=True,
               help="Hidden layers of the nets of the width series (error_vs_width.png).")
-@click.option("--progress/--no-progress", default=True, help="Accepted for symmetry; reading is instant.")
+@progress_option("Accepted for symmetry; reading is instant.")
 @_friendly
 def analyze_scaling_cmd(sweep_dir: Path, out: Path | None, depth_width: int, width_depth: int, progress: bool) -> None:
     """Depth, width and data-set scaling of the training methods in a sweep folder: every finished run's
@@ -526,7 +558,7 @@ def analyze_scaling_cmd(sweep_dir: Path, out: Path | None, depth_width: int, wid
 @click.option("--member", type=int, default=None, metavar="I",
               help="Only the I-th ensemble member (0-based, along the seed axis of a run with n_seeds > 1; the "
                    "array 'seeds' lists their seeds; default: every member).")
-@click.option("--progress/--no-progress", default=True, help="Accepted for symmetry; reading is instant.")
+@progress_option("Accepted for symmetry; reading is instant.")
 @_friendly
 def analyze_traces(run_dir: str, names: tuple[str, ...], out: Path | None, member: int | None,
                    progress: bool) -> None:
@@ -550,7 +582,7 @@ def analyze_traces(run_dir: str, names: tuple[str, ...], out: Path | None, membe
         return
     chosen = select(traces, names)
     fig = plot(traces, chosen, member=member)
-    target = out or Path(traces.source).parent / default_name(chosen)
+    target = out or Path(traces.source).parent / default_name(chosen, member)
     click.echo(f"wrote {save_image(fig, target)}")
 
 

@@ -93,20 +93,26 @@ def dt_warnings(cfg: Config) -> list[str]:
     ]
 
 
-def preflight(cfg: Config, changed: Iterable[str] = (), *, strict: bool = True) -> list[str]:
+def preflight(cfg: Config, changed: Iterable[str] = (), *, strict: bool = True,
+              explicit: Iterable[str] = ()) -> list[str]:
     """Every check of ``cfg`` that can be made before a run starts; returns the warnings.
 
     ``changed``: the keys the user set (``--set``, a TOML file) on top of the preset; setting one that the
     experiment does not read is refused (with ``strict``; else a warning: a config file written from
-    scratch has no preset to tell what was set on purpose), so no setting is silently ignored. Raises
+    scratch has no preset to tell what was set on purpose), so no setting is silently ignored.
+    ``explicit``: keys set one by one (``--set``), refused when unused even without ``strict``. Raises
     :class:`ConfigError` (or the experiment's own errors, e.g. ``DataError``) naming the key or file."""
     warnings = []
-    unused = unused_settings(cfg, changed)
-    if unused:
-        it = "it" if len(unused) == 1 else "them"
-        message = (f"{', '.join(unused)}: not used by the {cfg.experiment!r} experiment of {cfg.name!r}, so "
+    explicit = tuple(explicit)
+    unused = unused_settings(cfg, {*changed, *explicit})
+    refused = unused if strict else unused_settings(cfg, explicit)
+    for keys, refuse in ((refused, True), ([k for k in unused if k not in refused], False)):
+        if not keys:
+            continue
+        it = "it" if len(keys) == 1 else "them"
+        message = (f"{', '.join(keys)}: not used by the {cfg.experiment!r} experiment of {cfg.name!r}, so "
                    f"setting {it} changes nothing")
-        if strict:
+        if refuse:
             raise ConfigError(f"{message}; remove {it}")
         warnings.append(message)
     module = experiment_module(cfg.experiment)

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -246,8 +246,9 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def environment(cfg: Config | None = None) -> dict[str, Any]:
-    """Package versions, platform, JAX backend and devices, seed, and this project's version."""
+def environment(cfg: Config | None = None, **extra: Any) -> dict[str, Any]:
+    """Package versions, platform, JAX backend and devices, seed, and this project's version; then ``extra``
+    (e.g. ``experiment_source``: where a user's experiment comes from)."""
     import jax
 
     def version(name: str) -> str | None:
@@ -268,6 +269,7 @@ def environment(cfg: Config | None = None) -> dict[str, Any]:
         "seed": None if cfg is None else cfg.seed,
         "argv": sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
     }
 
 
@@ -464,11 +466,12 @@ class RunDir:
                 f.write("".join(line + "\n" for line in kept))
         return dropped
 
-    def record_resume(self, cfg: Config | None = None) -> list[str]:
+    def record_resume(self, cfg: Config | None = None, **extra: Any) -> list[str]:
         """Note a resumption in environment.json (under ``resumes``) and return the environment fields
-        (versions, platform, JAX backend/devices) that differ from the first start, if any: with any
-        difference, a resumed run need not be bit-for-bit equal to an uninterrupted one."""
-        now = environment(cfg)
+        (versions, platform, JAX backend/devices, a user experiment's ``experiment_source`` given in
+        ``extra``) that differ from the first start, if any: with any difference, a resumed run need not be
+        bit-for-bit equal to an uninterrupted one."""
+        now = environment(cfg, **extra)
         p = self.file(self.ENVIRONMENT)
         try:
             env = json.loads(p.read_text())
@@ -476,7 +479,7 @@ class RunDir:
                 raise ValueError
         except (OSError, ValueError):
             env = dict(now)
-        fields = ("microcircuit", "python", "platform", "packages", "jax_backend", "jax_devices")
+        fields = ("microcircuit", "python", "platform", "packages", "jax_backend", "jax_devices", "experiment_source")
         changed = [k for k in fields if _jsonable(env.get(k)) != _jsonable(now.get(k))]
         resumes = env.get("resumes") if isinstance(env.get("resumes"), list) else []
         env["resumes"] = [*resumes, {k: now[k] for k in ("started", "argv", *changed)}]
@@ -492,8 +495,8 @@ class RunDir:
             json.dump(_jsonable(data), f, indent=2)
             f.write("\n")
 
-    def write_environment(self, cfg: Config | None = None) -> None:
-        self.write_json(self.ENVIRONMENT, environment(cfg))
+    def write_environment(self, cfg: Config | None = None, **extra: Any) -> None:
+        self.write_json(self.ENVIRONMENT, environment(cfg, **extra))
 
     def log(self, **metrics: Any) -> None:
         """Append one JSON line to metrics.jsonl (flushed and fsynced). A write that fails (disk full)
@@ -534,6 +537,18 @@ class RunDir:
     def metrics(self) -> list[dict[str, Any]]:
         p = self.file(self.METRICS)
         return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+
+    def warnings(self, more: Iterable[str] = ()) -> list[str]:
+        """Every warning of the run, each once, in order: those logged to metrics.jsonl (``event =
+        "warning"``) by any start of it, a resumed run's earlier starts included, then ``more``. What
+        ``summary.json`` records as ``warnings``."""
+        logged = [str(r.get("message", "")) for r in self.metrics() if r.get("event") == "warning"]
+        return list(dict.fromkeys([*logged, *more]))
+
+    def note_warning(self, message: str, kind: str = "run") -> None:
+        """Log ``message`` as a warning (``event = "warning"``) unless the run has logged it already."""
+        if message not in self.warnings():
+            self.log(event="warning", kind=kind, message=message)
 
     def save_arrays(self, name: str, arrays: Mapping[str, Any]) -> Path:
         """Write an .npz of arrays atomically."""

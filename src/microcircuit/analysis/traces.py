@@ -389,11 +389,12 @@ def _wrap(text: str, width: int = 110) -> str:
     return "\n".join(textwrap.wrap(text, width)) if len(text) > width else text
 
 
-def default_name(names: Sequence[str]) -> str:
-    """The file name ``traces_NAME.png`` for the arrays ``names`` (joined by ``+``; shortened past three)."""
+def default_name(names: Sequence[str], member: int | None = None) -> str:
+    """The file name ``traces_NAME.png`` for the arrays ``names`` (joined by ``+``; shortened past three),
+    ``traces_NAME-member-I.png`` for the plot of ensemble member ``I`` alone."""
     shown = list(names[:3]) + ([f"{len(names) - 3}-more"] if len(names) > 3 else [])
     safe = re.sub(r"[^\w.+-]", "_", "+".join(shown))
-    return f"traces_{safe}.png"
+    return f"traces_{safe}{'' if member is None else f'-member-{member}'}.png"
 
 
 def format_table(infos: Sequence[TraceInfo]) -> list[str]:

@@ -428,19 +428,21 @@ def initial_weights(
                 for line in summary.get("headline", []) if echo else ():
                     echo(f"  [init] {line}")
         else:
-            check_init_from(src)
+            check_init_from(src, cfg)
             sub = RunDir(src)
-        ck = load_latest(sub.checkpoint_dir, like={"weights": weights},
+        ck = load_latest(sub.checkpoint_dir, like={"weights": weights}, advice="",  # never advise touching them
                          on_skip=lambda p, why: echo(f"warning: init_from: skipping {p.name}: {why}") if echo else None)
         if ck is None:
             raise CheckpointError(f"init_from: the run folder {sub.path} holds no checkpoint to start from")
     return jax.tree_util.tree_map(jax.numpy.asarray, ck.trees["weights"])
 
 
-def check_init_from(src: str) -> None:
+def check_init_from(src: str, cfg: Config | None = None) -> None:
     """Refuse an ``init_from`` that cannot give trained weights: an unknown ``preset:NAME``, a path that
-    does not exist, is not a run folder, holds no checkpoint, or is a run that has not finished (its
-    checkpoint would be taken mid-run); a :class:`ConfigError` naming the key and what to do."""
+    does not exist, is not a run folder, holds no checkpoint, is a run that has not finished (its
+    checkpoint would be taken mid-run) or, given the ``cfg`` that starts from it, holds no checkpoint whose
+    weights fit ``cfg``'s network; a :class:`ConfigError` naming the key and what to do, raised before the
+    new run writes anything. The source run's files are only read."""
     from ..presets import get_preset
 
     if not src:
@@ -465,6 +467,13 @@ def check_init_from(src: str) -> None:
             f"{found[-1][1].name}), so its weights are mid-run; finish it first with "
             f"`microcircuit run --resume {src}`"
         )
+    if cfg is not None:
+        like = {"weights": jax.eval_shape(lambda: build(cfg)[1])}  # shapes and dtypes only: nothing is drawn
+        try:
+            load_latest(path / RunDir.CHECKPOINTS, like=like, advice="")
+        except CheckpointError as e:
+            raise ConfigError(f"init_from: the run {src} cannot start this network (network.sizes = "
+                              f"{list(cfg.network.sizes)}, {cfg.simulation.dtype}): {e}") from None
 
 
 #: The ``training`` keys only the MNIST runner reads (all but ``training.epochs``): unused by the experiments

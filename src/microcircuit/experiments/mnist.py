@@ -358,9 +358,9 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
             for kind, message in _learning_warnings(row, w, start, n_classes).items():
                 if kind not in warned:
                     warned[kind] = message
-                    say(f"warning: {message}")
-                    if run_dir is not None:
+                    if run_dir is not None:  # logged first: the command line logs a warning it prints only once
                         run_dir.log(event="warning", kind=kind, epoch=epoch, message=message)
+                    say(f"warning: {message}")
             if best is None or val < best[0]:
                 best = (val, epoch, jax.device_get(w))
             every = cfg.schedule.checkpoint_every

@@ -42,8 +42,8 @@ def unused(cfg: Config) -> tuple[str, ...]:
 
 
 def check(cfg: Config) -> list[str]:
-    """``init_from`` must name a preset or a finished run folder."""
-    check_init_from(cfg.init_from)
+    """``init_from`` must name a preset or a finished run folder whose weights fit this network."""
+    check_init_from(cfg.init_from, cfg)
     return []
 
 TARGET_SHIFT = 2.0  # u_trgt = prediction + U(−TARGET_SHIFT, TARGET_SHIFT) per output neuron

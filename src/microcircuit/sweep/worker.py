@@ -17,6 +17,7 @@ same; only weights, patterns and noise differ).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -125,13 +126,15 @@ def execute(cfg: Config, path: Path) -> tuple[dict[str, Any], bool]:
     experiment that vmaps its seeds), the summary also holds ``members``: seed -> that seed's summary."""
     from ..checkpoint import NON_COMPUTATIONAL, config_differences, latest_checkpoint
     from ..config import load_toml
-    from ..experiments import get_experiment
+    from ..experiments import experiment_origin, get_experiment
+    from ..preflight import preflight
     from ..runs import RunDir
 
     run_dir = RunDir(path)
     if run_dir.is_complete():
         return json.loads(run_dir.file(RunDir.SUMMARY).read_text()), True
     runner = get_experiment(cfg.experiment)
+    warnings = preflight(cfg)  # the checks `microcircuit run` makes; a refused setting fails the trial
     resume = False
     if (path / RunDir.CONFIG).is_file() and latest_checkpoint(path / RunDir.CHECKPOINTS) is not None:
         try:
@@ -140,17 +143,22 @@ def execute(cfg: Config, path: Path) -> tuple[dict[str, Any], bool]:
             resume = False
     # The run holds its folder's lock (released below, however it ends): a `microcircuit run --resume` of the
     # same folder meanwhile is refused, and this run is refused while one is going on.
+    origin = experiment_origin(cfg.experiment)
+    source = {} if origin is None else {"experiment_source": origin}
     with RunDir.create(path, resume=True) if resume else RunDir.create(path, overwrite=True) as run_dir:
         if resume:
             (path / FAILED).unlink(missing_ok=True)
-            run_dir.record_resume(cfg)
+            run_dir.record_resume(cfg, **source)
             run_dir.write_config(cfg)
         else:
             run_dir.write_config(cfg)
-            run_dir.write_environment(cfg)
+            run_dir.write_environment(cfg, **source)
+        for message in warnings:
+            run_dir.log(event="warning", kind="config", message=message)
         t = time.perf_counter()
-        summary = runner(cfg, run_dir, progress=False, echo=None)
+        summary = runner(cfg, run_dir, progress=False, echo=functools.partial(_log_warnings, run_dir))
         summary["wall_s"] = round(time.perf_counter() - t, 1)
+        summary["warnings"] = run_dir.warnings(summary.get("warnings", []))
         if cfg.n_seeds > 1 and vmaps_seeds(cfg.experiment):  # per-seed results first: summary.json comes last
             members = member_summaries(cfg.experiment, path, summary)
             for m in members.values():
@@ -158,6 +166,12 @@ def execute(cfg: Config, path: Path) -> tuple[dict[str, Any], bool]:
             summary[MEMBERS] = members
         run_dir.write_summary(summary)
     return summary, False
+
+
+def _log_warnings(run_dir: Any, line: str) -> None:
+    """A trial prints nothing; what its runner says as a warning is logged, for its summary.json."""
+    if line.startswith("warning:"):
+        run_dir.note_warning(line.removeprefix("warning:").strip())
 
 
 def run_task(task: Task) -> list[dict[str, Any]]:
