@@ -1019,3 +1019,32 @@ def test_cli_fetch_fashion(places: dict[str, Path], monkeypatch: pytest.MonkeyPa
     (tmp_path / "src" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"junk")
     r = cli("data", "fetch-fashion-mnist", "--from-file", tmp_path / "src", "--cache-dir", tmp_path / "d")
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "t10k-labels-idx1-ubyte.gz" in r.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Yin-Yang (generated)
+
+
+def test_yinyang_classes_follow_the_definition() -> None:
+    from microcircuit.data.yinyang import yinyang_class
+
+    points = {(0.75, 0.5): 2, (0.25, 0.5): 2, (0.5, 0.9): 1, (0.5, 0.1): 0, (0.4, 0.5): 1, (0.6, 0.5): 0,
+              (0.25, 0.62): 1, (0.75, 0.38): 0, (0.9, 0.55): 0, (0.1, 0.45): 1}
+    for (x, y), want in points.items():
+        assert int(yinyang_class(np.float64(x), np.float64(y))) == want, (x, y)
+
+
+def test_yinyang_samples_are_balanced_deterministic_and_in_the_disc() -> None:
+    from microcircuit.data.yinyang import yinyang, yinyang_class, yinyang_splits
+
+    x, y = yinyang(300, seed=3)
+    assert x.shape == (300, 4) and x.dtype == np.float32 and y.shape == (300,)
+    np.testing.assert_array_equal(y, np.arange(300) % 3)  # sample i of class i mod 3
+    np.testing.assert_allclose(x[:, :2] + x[:, 2:], 1.0, atol=1e-6)  # (x, y, 1 - x, 1 - y)
+    assert np.all(np.hypot(x[:, 0] - 0.5, x[:, 1] - 0.5) <= 0.5 + 1e-6)
+    np.testing.assert_array_equal(yinyang_class(x[:, 0].astype(np.float64), x[:, 1].astype(np.float64)), y)
+    x2, _ = yinyang(300, seed=3)
+    np.testing.assert_array_equal(x, x2)
+    splits = yinyang_splits(60, 30, 30, seed=0)
+    assert [len(splits[k][0]) for k in ("train", "validation", "test")] == [60, 30, 30]
+    assert not np.allclose(splits["validation"][0][:30], splits["test"][0][:30])  # different seeds

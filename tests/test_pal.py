@@ -383,3 +383,89 @@ def test_pal_teacher_quick_runs(tmp_path) -> None:
     u1 = g.basal_hidden * 2.0 * 0.5
     expected = g.basal_output * 2.0 / (1 + np.exp(-u1))
     assert float(pal_teacher.teacher_outputs(model, x)[0, 0]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_pal_yinyang_quick_runs_and_its_arms_differ_as_designed(tmp_path) -> None:
+    from microcircuit.config import merge
+    from microcircuit.experiments import pal_yinyang
+    from microcircuit.presets import get_preset
+    from microcircuit.runs import RunDir
+
+    cfg = merge(get_preset("pal-yinyang-quick"), {"training": {"epochs": 2, "n_train": 30, "n_validation": 30},
+                                                  "stimulus": {"n_patterns": 30}, "schedule": {"segment": 1}})
+    fa, control, pal = (pal_yinyang.arm_model(cfg, a) for a in ("fa", "control", "pal"))
+    assert not fa.pal.enabled and not any(fa.plasticity.eta_PI)  # FA: no noise, B and PI fixed
+    assert control.pal.enabled and control.pal.sigma > 0 and not any(control.pal.eta_B)  # noise, no B rule
+    assert pal.pal.enabled and all(pal.pal.eta_B) and all(pal.plasticity.eta_PI)
+    assert all(m.simulation.prospective for m in (fa, control, pal))
+    summary = pal_yinyang.run(cfg, RunDir.create(tmp_path / "run"))
+    for arm in pal_yinyang.ARMS:
+        assert summary["diverged"][arm] is None and summary["curves"][arm]["epoch"] == [0, 1, 2]
+        assert 0 <= summary["final"][arm]["test"]["mean"] <= 1
+        assert (tmp_path / "run" / f"pal_yinyang_{arm}.json").is_file()
+    assert set(summary["verdicts"]) == {"pal_above_fa", "control_equals_fa", "pal_at_least_95"}
+    assert (tmp_path / "run" / "pal_yinyang.png").is_file()
+
+
+def test_pal_yinyang_backprop_epoch_descends_the_loss() -> None:
+    """One epoch of the ceiling's online gradient descent lowers ½‖u⁻_N − u_trgt‖² on the samples it saw."""
+    from microcircuit.backprop import feedforward
+    from microcircuit.data.yinyang import yinyang
+    from microcircuit.ensemble import stack
+    from microcircuit.experiments import pal_yinyang
+    from microcircuit.network import init_weights
+    from microcircuit.presets import get_preset
+
+    cfg = get_preset("pal-yinyang-quick")
+    model = pal_yinyang.arm_model(cfg, "backprop")
+    x, y = yinyang(60, seed=1)
+    t = pal_yinyang._targets(cfg, y)
+    w = stack([init_weights(cfg.network, cfg.conductances, jax.random.key(s)) for s in (0, 1)])
+
+    def loss(W, b):
+        return [float(0.5 * np.sum((np.asarray(feedforward(model, tuple(a[m] for a in W), tuple(a[m] for a in b),
+                                                            jnp.asarray(x))[-1]) - t) ** 2)) for m in (0, 1)]
+
+    W, b = pal_yinyang._backprop_epoch(model, w.W, w.b, jnp.asarray(np.stack([x, x])), jnp.asarray(np.stack([t, t])),
+                                       0.03)
+    before, after = loss(w.W, w.b), loss(W, b)
+    assert all(a < 0.9 * b0 for a, b0 in zip(after, before, strict=True)), (before, after)
+
+    # one step against the gradient written out in float64 NumPy (no biases, logistic φ, docs/model.md §5)
+    g = model.conductances
+    W0, W1 = (np.asarray(a[0], np.float64) for a in w.W)
+    xs, ts = x[0].astype(np.float64), t[0].astype(np.float64)
+    u1 = g.basal_hidden * W0 @ xs
+    r1 = 1 / (1 + np.exp(-u1))
+    e = g.basal_output * W1 @ r1 - ts
+    dW1 = g.basal_output * np.outer(e, r1)
+    dW0 = g.basal_hidden * np.outer(g.basal_output * (W1.T @ e) * r1 * (1 - r1), xs)
+    (W0_new, W1_new), _ = pal_yinyang._backprop_epoch(model, tuple(a[:1] for a in w.W), tuple(a[:1] for a in w.b),
+                                                      jnp.asarray(x[None, :1]), jnp.asarray(t[None, :1]), 0.03)
+    np.testing.assert_allclose(np.asarray(W0_new[0]), W0 - 0.03 * dW0, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(W1_new[0]), W1 - 0.03 * dW1, rtol=1e-5, atol=1e-7)
+
+
+def test_pal_in_the_mnist_runners_continuous_time(tmp_path) -> None:
+    """training.method = "dynamics" with pal.enabled: B learns by PAL, and the checkpoint holds PAL's state."""
+    from microcircuit.checkpoint import latest_checkpoint, load_checkpoint
+    from microcircuit.config import apply_overrides
+    from microcircuit.experiments import mnist
+    from microcircuit.experiments.common import build
+    from microcircuit.preflight import preflight
+    from microcircuit.presets import get_preset
+    from microcircuit.runs import RunDir
+
+    cfg = apply_overrides(get_preset("mnist-dynamics-le-quick"), [
+        "pal.enabled=true", "pal.eta_B=0.2", "pal.sigma=0.01", "pal.alpha=1e-6", "simulation.dt=0.1",
+        "training.n_train=40", "training.n_validation=20", "training.epochs=1"])
+    assert preflight(cfg, ["pal.enabled", "pal.eta_B", "pal.sigma", "pal.alpha"]) == []  # read, not refused
+    run = RunDir.create(tmp_path / "run")
+    run.write_config(cfg)
+    summary = mnist.run(cfg, run)
+    assert 0 <= summary["test_error"] <= 1
+    ck = load_checkpoint(latest_checkpoint(run.checkpoint_dir))
+    assert any(name.startswith("xi") for name in ck.trees["state"]), sorted(ck.trees["state"])
+    w0 = build(cfg)[1]
+    B_end = ck.trees["weights"]["B/0"]
+    assert not np.allclose(B_end, np.asarray(w0.B[0]))  # rule (10) is off in this preset: PAL moved B

@@ -423,6 +423,29 @@ def pal_teacher(quick: bool = False) -> Config:
     )
 
 
+def pal_yinyang(quick: bool = False) -> Config:
+    """PAL on Yin-Yang (docs/model.md §12): 4-30-3, logistic, no biases, the authors' rates (η_W 50 / 0.01,
+    η_IP 0.05, η_PI 0.02, τ_w 100 ms; PAL σ 0.01, η_B 0.5, α 1e-6), W from U(−0.1, 0.1), B from U(−1, 1),
+    self-predicting; 6,000 / 900 / 900 samples of 1 ms, targets 1.0 / 0.1, 400 epochs, 10 seeds; PAL, FA, the
+    noise control and backprop. ``quick``: 2 seeds, 300 / 90 / 90 samples, 3 epochs (it checks the run works)."""
+    return Config(
+        name="pal-yinyang-quick" if quick else "pal-yinyang",
+        experiment="pal_yinyang",
+        seed=0,
+        n_seeds=2 if quick else 10,
+        network=NetworkSpec(sizes=(4, 30, 3), transfer=Transfer(kind="logistic"), bias=False,
+                            init=Init(W=0.1, B=1.0, IP=0.1, PI=1.0, self_predicting=True)),
+        conductances=Conductances(g_lk=0.03, g_B=0.1, g_A=0.06, g_D=0.1, g_som=0.06),
+        plasticity=Plasticity(eta_W=(50.0, 0.01), eta_IP=0.05, eta_PI=0.02, eta_B=0.0, tau_w=100.0),
+        simulation=Simulation(dt=0.01, tau_0=0.0, sigma=0.0, prospective=True),
+        pal=Pal(enabled=True, sigma=0.01, tau_xi=0.1, tau_hp=0.1, eta_B=0.5, alpha=1e-6),
+        stimulus=Stimulus(n_patterns=90 if quick else 900, duration=1.0),
+        training=Training(epochs=3 if quick else 400, n_train=300 if quick else 6000,
+                          n_validation=90 if quick else 900, lr_backprop=0.3),
+        schedule=Schedule(segment=1 if quick else 10),
+    )
+
+
 PRESETS: dict[str, Callable[[bool], Config]] = {
     "fig-s1": fig_s1,
     "fig1": fig1,
@@ -443,6 +466,7 @@ PRESETS: dict[str, Callable[[bool], Config]] = {
     "pal-alignment": pal_alignment,
     "pal-alignment-nonlinear": pal_alignment_nonlinear,
     "pal-teacher": pal_teacher,
+    "pal-yinyang": pal_yinyang,
 }
 
 

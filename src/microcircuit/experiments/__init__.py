@@ -44,6 +44,7 @@ EXPERIMENTS: dict[str, str] = {
     "le_bars": "le_bars",
     "pal_alignment": "pal_alignment",
     "pal_teacher": "pal_teacher",
+    "pal_yinyang": "pal_yinyang",
 }
 
 #: The entry-point group through which an installed package adds experiments (docs/usage.md).

@@ -2,7 +2,8 @@
 
 Each mini-batch is presented for ``stimulus.duration`` ms with its target on and plasticity always on, back
 to back, through :func:`microcircuit.simulate.simulate`; the potentials and τ_w traces carry over from one
-mini-batch (and epoch) to the next. Errors are read from the dynamics too: each image for
+mini-batch (and epoch) to the next, and with ``pal.enabled`` PAL's apical noise, high-pass state and B rule
+(§12) too. Errors are read from the dynamics too: each image for
 ``training.eval_duration`` ms from rest, no target, σ = 0.
 """
 
@@ -14,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..config import Config, Model
-from ..dynamics import init_state
+from ..config import Config, Model, Pal
+from ..dynamics import init_state, with_prospective
 from ..network import Weights
 from ..plasticity import zero_traces
 from ..simulate import Stream, simulate
@@ -25,7 +26,8 @@ __all__ = ["ContinuousTime", "dynamic_error_rate"]
 
 
 def _deterministic(model: Model) -> Model:
-    return dataclasses.replace(model, simulation=dataclasses.replace(model.simulation, sigma=0.0))
+    """Testing conditions: σ = 0, and PAL off (no apical noise; B does not learn without plasticity anyway)."""
+    return dataclasses.replace(model, simulation=dataclasses.replace(model.simulation, sigma=0.0), pal=Pal())
 
 
 def dynamic_error_rate(model: Model, w: Weights, x: np.ndarray, y: np.ndarray, duration: float,
@@ -51,8 +53,7 @@ class ContinuousTime:
     n_check: int = 2_000
 
     def unused(self, cfg: Config) -> tuple[str, ...]:
-        out = ("training.lr_backprop", "training.loss", "training.n_passes", "training.rule9_state", "training.probe",
-               "pal")  # the MNIST runner's continuous time has no PAL state (docs/pal.md)
+        out = ("training.lr_backprop", "training.loss", "training.n_passes", "training.rule9_state", "training.probe")
         if cfg.training.lr > 0:
             out += ("plasticity.eta_W", "plasticity.eta_IP")
         return out
@@ -61,8 +62,9 @@ class ContinuousTime:
         return 1.0
 
     def init(self, cfg: Config, model: Model, w: Weights) -> tuple[Weights, Carry]:
+        """The resting state of the mode, with PAL's noise and filter state where ``pal.enabled`` (§12)."""
         state = init_state(model.network, cfg.training.batch, model.simulation.dtype, model.simulation.prospective)
-        return w, {"state": state, "traces": zero_traces(w)}
+        return w, {"state": with_prospective(model, state), "traces": zero_traces(w)}
 
     def train(self, cfg: Config, model: Model, w: Weights, carry: Carry, x: jax.Array, u_trgt: jax.Array,
               idx: jax.Array, lr: float, key: jax.Array) -> tuple[Weights, Carry]:
