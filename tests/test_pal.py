@@ -404,6 +404,10 @@ def test_pal_yinyang_quick_runs_and_its_arms_differ_as_designed(tmp_path) -> Non
         assert 0 <= summary["final"][arm]["test"]["mean"] <= 1
         assert (tmp_path / "run" / f"pal_yinyang_{arm}.json").is_file()
     assert set(summary["verdicts"]) == {"pal_above_fa", "control_equals_fa", "pal_at_least_95"}
+    for arm in pal_yinyang.ARMS:  # the update angles per layer, logged at every snapshot
+        assert set(summary["update_angles"][arm]) == {"angle_update_1", "angle_update_2"}
+        assert len(summary["curves"][arm]["angle_update_1"]) == 3
+        assert 0 <= summary["update_angles"][arm]["angle_update_2"]["mean"] < 10  # the output layer's: aligned
     assert (tmp_path / "run" / "pal_yinyang.png").is_file()
 
 
@@ -469,3 +473,27 @@ def test_pal_in_the_mnist_runners_continuous_time(tmp_path) -> None:
     w0 = build(cfg)[1]
     B_end = ck.trees["weights"]["B/0"]
     assert not np.allclose(B_end, np.asarray(w0.B[0]))  # rule (10) is off in this preset: PAL moved B
+
+
+def test_update_angles_against_backprop() -> None:
+    """Rule (7) at the nudged steady state points along backprop's update when B_k = W_{k+1}ᵀ (the closer, the
+    weaker the nudge, docs/model.md §5), and not with a random B; the output layer's update always does."""
+    import dataclasses
+
+    from microcircuit.alignment import update_angles
+    from microcircuit.network import init_weights, self_predicting
+    from microcircuit.presets import get_preset
+
+    cfg = get_preset("pal-yinyang")
+    x = jax.random.uniform(jax.random.key(1), (50, 4))
+    t = jax.random.uniform(jax.random.key(2), (50, 3))
+    out = {}
+    for g_som in (0.06, 0.01):
+        model = dataclasses.replace(cfg.model, conductances=dataclasses.replace(cfg.conductances, g_som=g_som))
+        w = init_weights(cfg.network, model.conductances, jax.random.key(0))
+        transported = self_predicting(w._replace(B=(w.W[1].T,)), model.conductances)
+        out[g_som] = {k: float(v) for k, v in update_angles(model, transported, x, t).items()}
+        random_B = {k: float(v) for k, v in update_angles(model, w, x, t).items()}
+        assert random_B["angle_update_1"] > 45 and random_B["angle_update_2"] < 2, random_B
+        assert out[g_som]["angle_update_1"] < 2 and out[g_som]["angle_update_2"] < 2, out
+    assert out[0.01]["angle_update_1"] < out[0.06]["angle_update_1"]

@@ -12,20 +12,27 @@
 quantity ``alignment`` (:func:`snapshot_angles`) reads the running circuit's basal potentials at the
 snapshot, averaged over its batch. Keys use docs/model.md's 1-based layer numbers: ``angle_WT_B_k``,
 ``angle_B_J_k``. An angle with a zero matrix is undefined: it is NaN.
+
+:func:`update_angles` compares what the circuit learns with backprop: the angle between rule (7)'s update
+of every W_k at the nudged steady state (§6) and backprop's update at the same weights (§5), both averaged
+over a batch (``angle_update_k``, k = 1..N).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
-from .backprop import feedforward
+from .backprop import backprop_updates, feedforward
 from .config import Model
 from .dynamics import Dendrites
 from .network import Weights
+from .steady_state import increments_at, settle
 from .transfer import dphi
 
-__all__ = ["alignment_angles", "feedback_targets", "frobenius_angle", "snapshot_angles"]
+__all__ = ["alignment_angles", "feedback_targets", "frobenius_angle", "snapshot_angles", "update_angles"]
 
 
 def frobenius_angle(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -72,3 +79,15 @@ def snapshot_angles(model: Model, w: Weights, d: Dendrites) -> dict[str, jax.Arr
     N = len(d.v_basal)
     v_hat = tuple((g.basal_output if i == N - 1 else g.basal_hidden) * v for i, v in enumerate(d.v_basal))
     return _angles(model, w, v_hat)
+
+
+def update_angles(model: Model, w: Weights, x: jax.Array, u_trgt: jax.Array) -> dict[str, jax.Array]:
+    """``angle_update_k``: the angle between rule (7)'s δW_k at the steady state of inputs x (B, n_0) nudged
+    towards u_trgt (B, n_N) (the swept state of §6) and backprop's update of W_k at the same weights (the
+    vjp of u⁻_N seeded with e_N = D_N (u_trgt − u⁻_N), §5), each averaged over the batch; for k = 1..N."""
+    probe = dataclasses.replace(model, plasticity=dataclasses.replace(
+        model.plasticity, eta_W=(1.0,) * len(w.W), eta_IP=0.0, eta_PI=0.0, eta_B=0.0))
+    dW = increments_at(probe, w, x, settle(probe, w, x, u_trgt)).W  # rule (7), batch-averaged
+    bW, _ = backprop_updates(probe, w, x, u_trgt)
+    return {f"angle_update_{k + 1}": frobenius_angle(a, b) for k, (a, b) in enumerate(zip(dW, bW, strict=True))}
+

@@ -18,7 +18,10 @@ ensemble, with the same initial weights and order per seed:
   same samples in the same order.
 
 Every ``schedule.segment`` epochs each arm's validation and test accuracy is read from the feed-forward
-network of §5 at the current W (the circuit's steady state without a target, σ = 0). Each arm writes
+network of §5 at the current W (the circuit's steady state without a target, σ = 0), and the angle of
+rule (7)'s update of every W_k to backprop's at the same weights (:func:`microcircuit.alignment.update_angles`,
+over the validation samples with their targets): does learning B bring the circuit's updates closer to
+backprop's? Each arm writes
 ``pal_yinyang_ARM.json`` when it is done; ``--resume`` skips the arms already there.
 """
 
@@ -34,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..alignment import update_angles
 from ..backprop import feedforward
 from ..config import Config, ConfigError, Model, Pal
 from ..data.yinyang import yinyang_splits
@@ -117,6 +121,12 @@ def _accuracy(model: Model, W: tuple[jax.Array, ...], b: tuple[jax.Array, ...], 
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
+def _update_angles(model: Model, w: Weights, x: jax.Array, t: jax.Array) -> dict[str, jax.Array]:
+    """{angle_update_k: (S,)}: rule (7)'s update against backprop's per member, over the samples x, t."""
+    return jax.vmap(lambda w: update_angles(model, w, x, t))(w)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
 def _backprop_epoch(model: Model, W: tuple[jax.Array, ...], b: tuple[jax.Array, ...], x: jax.Array,
                     t: jax.Array, lr: float) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...]]:
     """One epoch of online gradient descent for every member: x (S, P, n_0), t (S, P, n_N) in order."""
@@ -157,10 +167,12 @@ def _train(cfg: Config, arm: str, say: Callable[[str], None], stop: StopRequest 
         traces = None
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 7))(jnp.asarray(seeds, jnp.uint32))
         xv, yv, xt, yt = (jnp.asarray(a) for a in (x_va, y_va, x_te, y_te))
+        tv = jnp.asarray(_targets(cfg, y_va))
 
-        def snapshot(w: Weights) -> dict[str, list[float]]:
+        def snapshot(w: Weights) -> dict[str, Any]:
+            angles = {k: np.asarray(v).tolist() for k, v in _update_angles(model, w, xv, tv).items()}
             return {"validation": np.asarray(_accuracy(model, w.W, w.b, xv, yv)).tolist(),
-                    "test": np.asarray(_accuracy(model, w.W, w.b, xt, yt)).tolist()}
+                    "test": np.asarray(_accuracy(model, w.W, w.b, xt, yt)).tolist(), **angles}
 
         times, curve = [0], [snapshot(w)]
         diverged = None
@@ -194,11 +206,14 @@ def _train(cfg: Config, arm: str, say: Callable[[str], None], stop: StopRequest 
             segment += 1
             times.append(done)
             curve.append(snapshot(w))
-    final = {k: np.asarray(v) for k, v in curve[-1].items()}
+    final = {k: np.asarray(curve[-1][k]) for k in ("validation", "test")}
+    angles = {k: np.asarray(v) for k, v in curve[-1].items() if k.startswith("angle_update_")}
     return {
         "arm": arm, "seeds": seeds, "epochs": done, "epoch": times, "curve": curve,
         "final": {k: {"mean": float(v.mean()), "sem": float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0,
                       "per_seed": v.tolist()} for k, v in final.items()},
+        "update_angles": {k: {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v)), "per_seed": v.tolist()}
+                          for k, v in angles.items()},
         "diverged": diverged, "wall_s": round(time.perf_counter() - t0, 2),
     }
 
@@ -243,14 +258,20 @@ def _summarise(cfg: Config, results: dict[str, dict[str, Any]]) -> dict[str, Any
                 "samples; test accuracy, mean ± s.e.m.:"]
     for arm in ARMS:
         t = final[arm]["test"]
-        headline.append(f"  {arm:9s} {100 * t['mean']:.2f} ± {100 * t['sem']:.2f} %")
+        line = f"  {arm:9s} {100 * t['mean']:.2f} ± {100 * t['sem']:.2f} %"
+        if arm != "backprop":
+            a = results[arm]["update_angles"]
+            line += "; rule (7) vs backprop's update: " + " / ".join(f"{a[k]['mean']:.1f}°" for k in sorted(a))
+        headline.append(line)
     v = verdicts(final)
     headline.append("  PAL above FA by > 2 s.e.: {pal_above_fa}; control = FA within 2 s.e.: {control_equals_fa}; "
                     "PAL >= 95 %: {pal_at_least_95}".format(**{k: "yes" if b else "no" for k, b in v.items()}))
     return {"seeds": [cfg.seed + i for i in range(cfg.n_seeds)], "epochs": cfg.training.epochs,
             "final": final, "verdicts": v,
+            "update_angles": {arm: r["update_angles"] for arm, r in results.items()},
             "curves": {arm: {"epoch": r["epoch"],
-                             **{k: [float(np.mean(c[k])) for c in r["curve"]] for k in ("validation", "test")}}
+                             **{k: [float(np.mean(c[k])) for c in r["curve"]] for k in r["curve"][0]
+                                if k in ("validation", "test") or k.startswith("angle_update_")}}
                        for arm, r in results.items()},
             "diverged": {arm: r["diverged"] for arm, r in results.items()},
             "wall_s_per_arm": {arm: r["wall_s"] for arm, r in results.items()}, "headline": headline}
