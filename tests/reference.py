@@ -56,6 +56,7 @@ class Params:
     integrator: str = "euler"  # or "exponential": u(t+dt) = u∞ + (u − u∞)·e^(−g·dt), filters alike
     update_every: int = 1  # weights held for this many steps, then their summed increments applied
     prospective: bool = False  # Latent Equilibrium (docs/model.md §8)
+    update_order: str = "sweep"  # or "synchronous": every dendrite reads the previous step's rates (§8)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -77,7 +78,9 @@ def phi(p: Params, u: np.ndarray) -> np.ndarray:
 def prospective_dendrites(p: Params, w: dict, s: dict, target_on: bool) -> dict:
     """docs/model.md §8: the bottom-up sweep of prospective potentials (steady states of the inputs)."""
     N = len(s["u"])
-    r_top = [phi(p, u) for u in s["u_pro"][1:]]
+    sync = p.update_order == "synchronous"
+    r_before = [phi(p, u) for u in s["u_pro"]]  # φ(ŭ_k) of the previous step
+    r_top = r_before[1:]
     r_top_inter = [phi(p, u) for u in s["u_inter_pro"]]
     v_apical = [r_top[k] @ w["B"][k].T + r_top_inter[k] @ w["PI"][k].T for k in range(N - 1)]
     below, v_basal, u_pro, r = [s["r_in"]], [], [], []
@@ -91,12 +94,13 @@ def prospective_dendrites(p: Params, w: dict, s: dict, target_on: bool) -> dict:
         else:
             u_pro.append(p.g_B * v / (p.g_lk + p.g_B))
         r.append(phi(p, u_pro[k]))
-        below.append(r[k])
-    v_inter = [r[k] @ w["IP"][k].T + (w["c"][k] if p.bias else 0.0) for k in range(N - 1)]
-    u_inter_pro = [(p.g_D * v_inter[k] + p.g_som * u_pro[k + 1]) / (p.g_lk + p.g_D + p.g_som) for k in range(N - 1)]
+        below.append(r_before[k] if sync else r[k])  # synchronous: the layer below one step earlier
+    r_ip, upper = (r_before, s["u_pro"]) if sync else (r, u_pro)
+    v_inter = [r_ip[k] @ w["IP"][k].T + (w["c"][k] if p.bias else 0.0) for k in range(N - 1)]
+    u_inter_pro = [(p.g_D * v_inter[k] + p.g_som * upper[k + 1]) / (p.g_lk + p.g_D + p.g_som) for k in range(N - 1)]
     return {"r": r, "r_inter": [phi(p, u) for u in u_inter_pro], "pre": below[:N], "v_basal": v_basal,
             "v_apical": v_apical, "v_inter": v_inter, "u_pro": u_pro, "u_inter_pro": u_inter_pro,
-            "r_top": r_top, "r_top_inter": r_top_inter}
+            "r_top": r_top, "r_top_inter": r_top_inter, "r_ip": r_ip, "u_upper": upper}
 
 
 def dendrites(p: Params, w: dict, s: dict, target_on: bool = False) -> dict:
@@ -137,7 +141,7 @@ def time_derivatives(p: Params, s: dict, d: dict, target_on: bool) -> tuple[list
         du_N = du_N + p.g_som * (s["u_trgt"] - u)
     du.append(du_N)
     du_inter = []
-    nudge = d["u_pro"] if p.prospective else s["u"]  # interneurons follow ŭ_{k+1} in prospective mode
+    nudge = d["u_upper"] if p.prospective else s["u"]  # interneurons follow ŭ_{k+1} in prospective mode
     for k in range(N - 1):
         ui = s["u_inter"][k]
         du_inter.append(-p.g_lk * ui + p.g_D * (d["v_inter"][k] - ui) + p.g_som * (nudge[k + 1] - ui))
@@ -180,7 +184,7 @@ def increments(p: Params, w: dict, s: dict, d: dict) -> dict:
         out["b"].append(err.mean(axis=0))
     for k in range(N - 1):
         err = d["r_inter"][k] - phi(p, dendrite_inter(p) * d["v_inter"][k])  # (8)
-        out["IP"].append(_batch_outer(err, d["r"][k]))
+        out["IP"].append(_batch_outer(err, d.get("r_ip", d["r"])[k]))  # the rates that reached v^I_k
         out["c"].append(err.mean(axis=0))
         out["PI"].append(_batch_outer(-d["v_apical"][k], r_top_inter[k]))  # (9)
         err = d["r"][k] - phi(p, r_top[k] @ w["B"][k].T)  # (10)
@@ -294,7 +298,7 @@ def steady_state_rhs(p: Params, s: dict, d: dict, target_on: bool) -> dict:
         out = (p.g_B * d["v_basal"][-1] + p.g_som * s["u_trgt"]) / (p.g_lk + p.g_B + p.g_som)
     else:
         out = p.g_B * d["v_basal"][-1] / (p.g_lk + p.g_B)
-    upper = d["u_pro"] if p.prospective else s["u"]  # interneurons follow ŭ_{k+1} in prospective mode
+    upper = d["u_upper"] if p.prospective else s["u"]  # interneurons follow ŭ_{k+1} in prospective mode
     inter = [(p.g_D * d["v_inter"][k] + p.g_som * upper[k + 1]) / (p.g_lk + p.g_D + p.g_som)
              for k in range(N - 1)]
     return {"u": [*hidden, out], "u_inter": inter}
@@ -398,7 +402,7 @@ def params_of(model) -> Params:
                   tau_w=pl.tau_w, eta_W=tuple(pl.eta_W), eta_IP=tuple(pl.eta_IP), eta_PI=tuple(pl.eta_PI),
                   eta_B=tuple(pl.eta_B), bias=net.bias, kind=t.kind, gamma=t.gamma, beta=t.beta,
                   theta=t.theta, integrator=sim.integrator, update_every=pl.update_every,
-                  prospective=sim.prospective)
+                  prospective=sim.prospective, update_order=sim.update_order)
 
 
 def to_package_weights(w: dict):

@@ -46,12 +46,13 @@ def _rel_err(a: np.ndarray, b: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------------
 # 1. The prospective step against the float64 reference
 
-# (integrator, dt, tau_w, update_every, defer)
+# (integrator, dt, tau_w, update_every, defer, update_order)
 SCHEMES = {
-    "euler": ("euler", 0.1, 5.0, 1, 1),
-    "exponential-dt1.25": ("exponential", 1.25, 5.0, 1, 1),
-    "euler-update-every-5": ("euler", 0.1, 0.0, 5, 1),
-    "euler-defer-auto": ("euler", 0.1, 5.0, 1, "auto"),
+    "euler": ("euler", 0.1, 5.0, 1, 1, "sweep"),
+    "exponential-dt1.25": ("exponential", 1.25, 5.0, 1, 1, "sweep"),
+    "euler-update-every-5": ("euler", 0.1, 0.0, 5, 1, "sweep"),
+    "euler-defer-auto": ("euler", 0.1, 5.0, 1, "auto", "sweep"),
+    "euler-synchronous": ("euler", 0.1, 5.0, 1, 1, "synchronous"),
 }
 
 
@@ -60,7 +61,7 @@ def test_prospective_trajectory_matches_reference(scheme: str) -> None:
     """A 5-4-4-3 circuit in prospective mode, batch 3, biases, all four rules plastic, a target switched on
     and off, from a random state with random prospective potentials, float64: the potentials at every
     snapshot, ŭ, the final state, weights and traces match the reference step by step to 1e-10."""
-    integrator, dt, tau_w, every, defer = SCHEMES[scheme]
+    integrator, dt, tau_w, every, defer, order = SCHEMES[scheme]
     sizes = (5, 4, 4, 3)
     N = len(sizes) - 1
     model = Model(
@@ -69,7 +70,8 @@ def test_prospective_trajectory_matches_reference(scheme: str) -> None:
         conductances=Conductances(g_som=2.0 if integrator == "exponential" else 0.8),
         plasticity=Plasticity(eta_W=0.05, eta_IP=0.04, eta_PI=0.03, eta_B=0.06, tau_w=tau_w, update_every=every,
                               defer=defer),
-        simulation=Simulation(dt=dt, tau_0=3.0, sigma=0.0, dtype="float64", integrator=integrator, prospective=True),
+        simulation=Simulation(dt=dt, tau_0=3.0, sigma=0.0, dtype="float64", integrator=integrator, prospective=True,
+                              update_order=order),
     )
     p = ref.params_of(model)
     assert p.prospective
@@ -131,12 +133,13 @@ def test_prospective_differs_from_original_and_float32_agrees() -> None:
 # 2. No relaxation lag; the same fixed points and increments
 
 
-def _chain(prospective: bool) -> tuple[Model, object]:
+def _chain(prospective: bool, update_order: str = "sweep") -> tuple[Model, object]:
     """A self-predicting 6-5-5-4 chain (N = 3), logistic, no plasticity, σ = 0, no input filter."""
     model = Model(
         network=NetworkSpec(sizes=(6, 5, 5, 4), transfer=Transfer(kind="logistic"),
                             init=Init(W=2.0, B=1.0, self_predicting=True)),
-        simulation=Simulation(dt=0.1, tau_0=0.0, sigma=0.0, dtype="float64", prospective=prospective),
+        simulation=Simulation(dt=0.1, tau_0=0.0, sigma=0.0, dtype="float64", prospective=prospective,
+                              update_order=update_order),
     )
     return model, init_weights(model.network, model.conductances, jax.random.key(3))  # cast by simulate
 
@@ -169,6 +172,25 @@ def test_step_response_has_no_relaxation_lag() -> None:
     assert lagfree[1] < 1e-6 and lagfree[2:].max() < 1e-12
     assert lagging[3] > 0.99 and lagging[8] > 0.8  # the original relaxes over ~τ per layer
     assert lagging[round(3 * tau / 0.1)] > 0.5 and lagging[round(6 * tau / 0.1)] > 0.1
+
+
+def test_synchronous_order_delays_each_layer_by_one_step() -> None:
+    """simulation.update_order = "synchronous": a step in the input reaches ŭ_k of layer k one step later
+    per layer (k + 1 steps after the switch, the first for the input filter), where the sweep takes 2."""
+    rng = np.random.default_rng(5)
+    x0, x1 = rng.uniform(0, 1, (2, 1, 1, 6))
+    model, w = _chain(True, "synchronous")
+    settle = simulate(model, w, init_state(model.network, 1), Stream.of(x0), duration=60.0, plastic=False)
+    final = simulate(model, w, settle.state, Stream.of(x1), duration=60.0, plastic=False).state
+    sol = simulate(model, w, settle.state, Stream.of(x1), duration=1.0, plastic=False,
+                   record=Record(quantities=("u_prospective",), stride=1))
+    for k in (1, 2, 3):
+        start, end = np.asarray(settle.state.u_pro[k - 1])[0], np.asarray(final.u_pro[k - 1])[0]
+        off = np.max(np.abs(sol.records[f"u_pro_{k}"][:, 0] - end), axis=1) / np.max(np.abs(end - start))
+        assert off[k - 1] > 0.99, (k, off[:5])  # index i = after i + 1 steps: not there yet
+        assert off[k] < 1e-6, (k, off[:5])  # there one step later per layer
+    with pytest.raises(ConfigError, match="update_order"):
+        Simulation(update_order="backwards")
 
 
 def test_same_fixed_point_and_increments_at_equilibrium() -> None:

@@ -201,6 +201,7 @@ def test_resume_refuses_a_folder_that_microcircuit_did_not_make(tmp_path: Path) 
     (["fig-s1", "--set", "init_from=/nonexistent"], ["init_from", "not used"]),
     (["mnist", "--quick", "--set", "init_from=/nonexistent"], ["init_from", "not used"]),
     (["mnist", "--quick", "--set", "simulation.dt=0.5"], ["simulation.dt", "not used"]),
+    (["fig-s1", "--set", "simulation.update_order=synchronous"], ["simulation.update_order", "not used"]),
     (["mnist-backprop", "--quick", "--set", "plasticity.eta_W=0.1"], ["plasticity.eta_W", "not used"]),
     (["fig1", "--quick", "--set", "init_from=/nonexistent"], ["init_from", "/nonexistent", "does not exist"]),
     (["fig1", "--quick", "--set", "init_from=preset:fig-s9"], ["init_from", "fig-s9"]),

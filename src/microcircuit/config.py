@@ -356,6 +356,11 @@ class Simulation:
 
     ``prospective``: Latent Equilibrium (docs/model.md §8): every neuron sends φ(ŭ) with the prospective
     potential ŭ = u + τ·du/dt, τ = 1/g_tot of its compartment, and rules (7)–(10) read ŭ where they read u.
+
+    ``update_order`` (prospective mode; the original mode reads every rate from the state at t, which is
+    the synchronous order): ``sweep`` (one bottom-up sweep per step: a layer's basal dendrite receives this
+    step's rates of the layer below) or ``synchronous`` (every dendrite receives the rates of the previous
+    step, as in the Latent Equilibrium authors' code: one step of delay per layer; §8).
     """
 
     dt: float = 0.1
@@ -369,8 +374,15 @@ class Simulation:
     dtype: str = "float32"
     divergence_bound: float = 1e4
     prospective: bool = False
+    update_order: str = "sweep"
 
     def __post_init__(self) -> None:
+        _check(
+            self.update_order in ("sweep", "synchronous"),
+            "simulation.update_order",
+            f"must be 'sweep' or 'synchronous', got {self.update_order!r}",
+        )
+
         _check(
             isinstance(self.prospective, bool),
             "simulation.prospective",

@@ -68,6 +68,7 @@ class Dendrites(NamedTuple):
     u_inter_pro: tuple[jax.Array, ...] = ()  # ŭ^I_k
     r_apical: tuple[jax.Array, ...] = ()  # φ(ŭ_{k+1}) of the previous step, per hidden layer k
     r_inter_apical: tuple[jax.Array, ...] = ()  # φ(ŭ^I_k) of the previous step
+    r_pre: tuple[jax.Array, ...] = ()  # synchronous order (§8): r_0 and φ(ŭ_k) of the previous step, k = 1..N−1
 
 
 def init_state(spec: NetworkSpec, batch: int, dtype: str = "float32", prospective: bool = False) -> State:
@@ -116,16 +117,24 @@ def _prospective_dendrites(model: Model, w: Weights, s: State, target_on: jax.Ar
     """docs/model.md §8: one bottom-up sweep at time t. Layer k's basal dendrite receives this step's
     φ(ŭ_{k−1}) (r_0 = x), its apical dendrite the previous step's φ(ŭ_{k+1}) and φ(ŭ^I_k) (a delay of one
     step breaks the loops through B_k and PI_k), and ŭ_k = u_k + du_k/dt / g_tot is the steady state of
-    these inputs; then the interneurons: v^I_k from φ(ŭ_k), nudged towards ŭ_{k+1}."""
+    these inputs; then the interneurons: v^I_k from φ(ŭ_k), nudged towards ŭ_{k+1}.
+
+    ``simulation.update_order = "synchronous"``: every dendrite receives the previous step's rates instead
+    (the basal dendrite φ(ŭ_{k−1}(t − dt)), the interneuron's φ(ŭ_k(t − dt)), nudged towards ŭ_{k+1}(t − dt)):
+    one step of delay per layer; ``r_pre`` then holds the rates that reached the basal dendrites."""
     t, bias = model.network.transfer, model.network.bias
     N = len(s.u)
+    sync = model.simulation.update_order == "synchronous"
     g_hidden, g_out, g_inter = total_conductances(model, target_on)
-    r_apical = tuple(phi(t, u) for u in s.u_pro[1:])
+    r_previous = tuple(phi(t, u) for u in s.u_pro)
+    r_apical = r_previous[1:]
     r_inter_apical = tuple(phi(t, u) for u in s.u_inter_pro)
     v_apical = tuple(matvec(w.B[i], r_apical[i]) + matvec(w.PI[i], r_inter_apical[i]) for i in range(N - 1))
     r, u_pro, v_basal = [], [], []
     pre = s.r_in
     for i in range(N):
+        if sync and i > 0:
+            pre = r_previous[i - 1]  # §8 synchronous order: the layer below one step earlier
         v_basal.append(matvec(w.W[i], pre) + (w.b[i] if bias else 0.0))  # v_B,k = W_k r_{k−1}
         if i < N - 1:
             du = _du_hidden(model, s.u[i], v_basal[i], _noisy_apical(s, v_apical, i))  # §12: v_A + ξ
@@ -135,11 +144,13 @@ def _prospective_dendrites(model: Model, w: Weights, s: State, target_on: jax.Ar
             u_pro.append(s.u[i] + du / g_out)
         r.append(phi(t, u_pro[i]))
         pre = r[i]
-    v_inter = tuple(matvec(w.IP[i], r[i]) + (w.c[i] if bias else 0.0) for i in range(N - 1))  # v^I_k = IP_k r_k
-    u_inter_pro = tuple(ui + _du_inter(model, ui, v_inter[i], u_pro[i + 1]) / g_inter for i, ui in enumerate(s.u_inter))
+    r_in_inter, upper = (r_previous, s.u_pro) if sync else (r, u_pro)
+    v_inter = tuple(matvec(w.IP[i], r_in_inter[i]) + (w.c[i] if bias else 0.0) for i in range(N - 1))  # IP_k r_k
+    u_inter_pro = tuple(ui + _du_inter(model, ui, v_inter[i], upper[i + 1]) / g_inter for i, ui in enumerate(s.u_inter))
     r_inter = tuple(phi(t, u) for u in u_inter_pro)
+    r_pre = (s.r_in, *r_previous[:-1]) if sync else ()
     return Dendrites(tuple(r), r_inter, tuple(v_basal), v_apical, v_inter, tuple(u_pro), u_inter_pro, r_apical,
-                     r_inter_apical)
+                     r_inter_apical, r_pre)
 
 
 def matvec(m: jax.Array, x: jax.Array) -> jax.Array:
@@ -181,7 +192,8 @@ def derivatives(
     """Deterministic parts of du_k/dt and du^I_k/dt (docs/model.md §2). In prospective mode the interneurons
     are nudged towards ŭ_{k+1} (§8)."""
     N = len(s.u)
-    upper = d.u_pro if model.simulation.prospective else s.u
+    sim = model.simulation
+    upper = (s.u_pro if sim.update_order == "synchronous" else d.u_pro) if sim.prospective else s.u
     du = [_du_hidden(model, s.u[i], d.v_basal[i], _noisy_apical(s, d.v_apical, i)) for i in range(N - 1)]  # §12
     du.append(_du_output(model, s.u[-1], d.v_basal[-1], s.u_trgt, target_on))
     du_inter = tuple(_du_inter(model, ui, d.v_inter[i], upper[i + 1]) for i, ui in enumerate(s.u_inter))

@@ -49,7 +49,7 @@ def increment_factors(
     t = model.network.transfer
     bias = model.network.bias
     N = len(s.u)
-    pre = (s.r_in, *d.r[:-1])
+    pre = d.r_pre or (s.r_in, *d.r[:-1])  # the rates that reached the basal dendrites (§8 synchronous: t − dt)
     r_top = d.r_apical or d.r[1:]  # the rates at the apical dendrites: r_{k+1}, r^I_k (§8: previous step)
     r_top_inter = d.r_inter_apical or d.r_inter
     W: list = [None] * N
@@ -68,7 +68,7 @@ def increment_factors(
     for i in range(N - 1):
         if p.eta_IP[i] != 0:  # (8) [φ(u^I_k) − φ(v̂^I_k)] r_kᵀ, v̂^I_k = g_D/(g_lk+g_D) v^I_k
             err = d.r_inter[i] - phi(t, g.dendrite_inter * d.v_inter[i])
-            IP[i] = (err, d.r[i])
+            IP[i] = (err, pre[i + 1])
             c[i] = err if bias else None
         if p.eta_PI[i] != 0:  # (9) [0 − v_A,k] (r^I_k)ᵀ
             PI[i] = (-d.v_apical[i], r_top_inter[i])

@@ -36,7 +36,10 @@ def _under(key: str, prefixes: Iterable[str]) -> bool:
 
 def unused_settings(cfg: Config, changed: Iterable[str]) -> list[str]:
     """The keys among ``changed`` that ``cfg.experiment`` does not read (its module's ``unused(cfg)``)."""
-    unused = getattr(experiment_module(cfg.experiment), "unused", lambda cfg: ())(cfg)
+    module = experiment_module(cfg.experiment)
+    unused = tuple(getattr(module, "unused", lambda cfg: ())(cfg))
+    if not cfg.simulation.prospective and not getattr(module, "BOTH_MODES", False):
+        unused += ("simulation.update_order",)  # it orders the prospective sweep (docs/model.md §8)
     return sorted(k for k in changed if _under(k, unused))
 
 

@@ -46,6 +46,7 @@ __all__ = ["MODES", "TARGET_HIGH", "TARGET_LOW", "check", "mode_model", "run", "
 
 TARGET_LOW, TARGET_HIGH = 0.1, 1.0  # target potentials of the wrong and the right class
 MODES = ("original", "prospective")
+BOTH_MODES = True  # simulation.update_order applies to the prospective runs (microcircuit.preflight)
 
 
 def stepped(cfg: Config) -> tuple[str, ...]:

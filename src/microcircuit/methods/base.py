@@ -30,10 +30,11 @@ Carry = dict[str, Any]
 ODE_KEYS = ("simulation.dt", "simulation.integrator", "simulation.tau_0", "simulation.sigma", "simulation.noise",
             "simulation.nudging", "simulation.E_exc", "simulation.E_inh", "simulation.divergence_bound",
             "plasticity.tau_w", "plasticity.learning_lag", "plasticity.update_every", "plasticity.defer",
-            "training.eval_duration", "simulation.prospective", "pal")
+            "training.eval_duration", "simulation.prospective", "simulation.update_order", "pal")
 # what running a trained circuit as a circuit (training.settle_images) reads of them
 SETTLE_KEYS = ("simulation.dt", "simulation.integrator", "simulation.tau_0", "simulation.nudging",
-               "simulation.E_exc", "simulation.E_inh", "simulation.divergence_bound", "simulation.prospective")
+               "simulation.E_exc", "simulation.E_inh", "simulation.divergence_bound", "simulation.prospective",
+               "simulation.update_order")
 
 
 class Method(Protocol):
