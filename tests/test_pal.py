@@ -497,3 +497,31 @@ def test_update_angles_against_backprop() -> None:
         assert random_B["angle_update_1"] > 45 and random_B["angle_update_2"] < 2, random_B
         assert out[g_som]["angle_update_1"] < 2 and out[g_som]["angle_update_2"] < 2, out
     assert out[0.01]["angle_update_1"] < out[0.06]["angle_update_1"]
+
+
+def test_pal_yinyang_resumes_an_arm_from_its_checkpoint_bit_for_bit(tmp_path) -> None:
+    """An arm stopped after its first segment continues from checkpoints/ARM/ to the uninterrupted result,
+    the noise, the τ_w traces and the sample orders included."""
+    import json
+
+    from microcircuit.checkpoint import list_checkpoints
+    from microcircuit.config import merge
+    from microcircuit.experiments import pal_yinyang
+    from microcircuit.presets import get_preset
+    from microcircuit.runs import RunDir
+
+    cfg = merge(get_preset("pal-yinyang-quick"), {"training": {"epochs": 2, "n_train": 30, "n_validation": 30},
+                                                  "stimulus": {"n_patterns": 30}, "schedule": {"segment": 1}})
+    run = RunDir.create(tmp_path / "run")
+    run.write_config(cfg)
+    first = pal_yinyang.run(cfg, run)
+    for arm in pal_yinyang.ARMS:  # as if stopped during the second segment
+        (tmp_path / "run" / f"pal_yinyang_{arm}.json").unlink()
+        found = list_checkpoints(run.checkpoint_dir / arm)
+        assert [n for n, _ in found] == [1, 2]
+        found[-1][1].unlink()
+    again = pal_yinyang.run(cfg, RunDir.create(tmp_path / "run", resume=True))
+    for arm in pal_yinyang.ARMS:
+        assert again["final"][arm] == first["final"][arm], arm
+        assert again["curves"][arm] == first["curves"][arm], arm
+    assert json.loads(json.dumps(again["update_angles"])) == json.loads(json.dumps(first["update_angles"]))

@@ -22,7 +22,9 @@ network of §5 at the current W (the circuit's steady state without a target, σ
 rule (7)'s update of every W_k to backprop's at the same weights (:func:`microcircuit.alignment.update_angles`,
 over the validation samples with their targets): does learning B bring the circuit's updates closer to
 backprop's? Each arm writes
-``pal_yinyang_ARM.json`` when it is done; ``--resume`` skips the arms already there.
+``pal_yinyang_ARM.json`` when it is done; ``--resume`` skips the arms already there and continues the arm
+in progress from its newest checkpoint (``checkpoints/ARM/``, every ``schedule.checkpoint_every``
+segments), bit for bit.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import numpy as np
 
 from ..alignment import update_angles
 from ..backprop import feedforward
+from ..checkpoint import checkpoint_path, load_latest, prune_checkpoints, save_checkpoint
 from ..config import Config, ConfigError, Model, Pal
 from ..data.yinyang import yinyang_splits
 from ..dynamics import init_state, with_prospective
@@ -70,7 +73,7 @@ def unused(cfg: Config) -> tuple[str, ...]:
     return (*training, "init_from", "record", "simulation.prospective", "plasticity.eta_B", "stimulus.kind",
             "stimulus.batch",
             "stimulus.teacher_sizes", "stimulus.durations", "stimulus.low", "stimulus.high",
-            "schedule.n_test", "schedule.settle", "schedule.checkpoint_every", "schedule.keep_checkpoints")
+            "schedule.n_test", "schedule.settle")
 
 
 def check(cfg: Config) -> list[str]:
@@ -144,7 +147,12 @@ def _backprop_epoch(model: Model, W: tuple[jax.Array, ...], b: tuple[jax.Array, 
     return jax.vmap(member)(W, b, x, t)
 
 
-def _train(cfg: Config, arm: str, say: Callable[[str], None], stop: StopRequest | None = None) -> dict[str, Any]:
+def _train(cfg: Config, arm: str, say: Callable[[str], None], stop: StopRequest | None = None,
+           run_dir: RunDir | None = None) -> dict[str, Any]:
+    """One arm for every seed. With a run folder, a checkpoint after every ``schedule.checkpoint_every``
+    segments (in ``checkpoints/ARM/``: weights, state, τ_w traces, the curve so far and the state of every
+    seed's order generator), from which ``--resume`` continues the arm exactly."""
+
     def stop_check(_: int) -> None:
         if stop:
             raise RunInterrupted(stop.signum, f"interrupted by {stop.name} during the {arm!r} arm: the arms already "
@@ -164,7 +172,7 @@ def _train(cfg: Config, arm: str, say: Callable[[str], None], stop: StopRequest 
     with ctx:
         w = cast(stack([init_weights(cfg.network, cfg.conductances, jax.random.key(s)) for s in seeds]))
         state = cast(stack([with_prospective(model, init_state(cfg.network, 1, sim.dtype, True))] * S))
-        traces = None
+        traces = jax.tree_util.tree_map(jnp.zeros_like, w)
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 7))(jnp.asarray(seeds, jnp.uint32))
         xv, yv, xt, yt = (jnp.asarray(a) for a in (x_va, y_va, x_te, y_te))
         tv = jnp.asarray(_targets(cfg, y_va))
@@ -177,6 +185,19 @@ def _train(cfg: Config, arm: str, say: Callable[[str], None], stop: StopRequest 
         times, curve = [0], [snapshot(w)]
         diverged = None
         done, segment = 0, 0
+        folder = None if run_dir is None else run_dir.checkpoint_dir / arm
+        if folder is not None and run_dir is not None and run_dir.resume:
+            ck = load_latest(folder, cfg, like={"weights": w, "state": state, "traces": traces},
+                             on_skip=lambda p, why: say(f"warning: skipping checkpoint {p.name}: {why}"))
+            if ck is not None:
+                w, state, traces = (cast(jax.tree_util.tree_map(jnp.asarray, ck.trees[k]))
+                                    for k in ("weights", "state", "traces"))
+                done, segment = int(ck.counters["epochs"]), int(ck.counters["segment"])
+                times, curve = ck.meta["times"], ck.meta["curve"]
+                for rng, st_rng in zip(orders, ck.meta["orders"], strict=True):
+                    rng.bit_generator.state = st_rng
+                say(f"  {arm}: resuming from {ck.path} ({done} of {epochs} epochs done)")
+        every = cfg.schedule.checkpoint_every
         while done < epochs:
             n = min(seg, epochs - done)
             idx = np.stack([np.concatenate([rng.permutation(P) for _ in range(n)]) for rng in orders])  # (S, nP)
@@ -206,6 +227,12 @@ def _train(cfg: Config, arm: str, say: Callable[[str], None], stop: StopRequest 
             segment += 1
             times.append(done)
             curve.append(snapshot(w))
+            if folder is not None and every and (segment % every == 0 or done >= epochs):
+                save_checkpoint(checkpoint_path(folder, done), cfg, {"weights": w, "state": state, "traces": traces},
+                                counters={"epochs": done, "segment": segment},
+                                meta={"times": times, "curve": curve,
+                                      "orders": [rng.bit_generator.state for rng in orders]})
+                prune_checkpoints(folder, keep=cfg.schedule.keep_checkpoints)
     final = {k: np.asarray(curve[-1][k]) for k in ("validation", "test")}
     angles = {k: np.asarray(v) for k, v in curve[-1].items() if k.startswith("angle_update_")}
     return {
@@ -234,7 +261,7 @@ def run(cfg: Config, run_dir: RunDir | None, *, progress: bool = False,
                 f"{100 * f['validation']['mean']:.2f} %) after {res['epochs']} epochs ({res['wall_s']:.1f} s)")
         return line, {"test_accuracy": f["test"]["mean"], "validation_accuracy": f["validation"]["mean"]}
 
-    results = train_arms(run_dir, ARMS, _name, lambda arm, stop: _train(cfg, arm, say, stop), report, say)
+    results = train_arms(run_dir, ARMS, _name, lambda arm, stop: _train(cfg, arm, say, stop, run_dir), report, say)
     summary = _summarise(cfg, results)
     if run_dir is not None:
         _figure(run_dir, results)
