@@ -405,7 +405,8 @@ def test_pal_yinyang_quick_runs_and_its_arms_differ_as_designed(tmp_path) -> Non
         assert (tmp_path / "run" / f"pal_yinyang_{arm}.json").is_file()
     assert set(summary["verdicts"]) == {"pal_above_fa", "control_equals_fa", "pal_at_least_95"}
     for arm in pal_yinyang.ARMS:  # the update angles per layer, logged at every snapshot
-        assert set(summary["update_angles"][arm]) == {"angle_update_1", "angle_update_2"}
+        assert set(summary["update_angles"][arm]) == {"angle_update_1", "angle_update_2", "angle_WT_B_1",
+                                                      "angle_B_J_1"}
         assert len(summary["curves"][arm]["angle_update_1"]) == 3
         assert 0 <= summary["update_angles"][arm]["angle_update_2"]["mean"] < 10  # the output layer's: aligned
     assert (tmp_path / "run" / "pal_yinyang.png").is_file()

@@ -21,10 +21,10 @@ Every ``schedule.segment`` epochs each arm's validation and test accuracy is rea
 network of §5 at the current W (the circuit's steady state without a target, σ = 0), and the angle of
 rule (7)'s update of every W_k to backprop's at the same weights (:func:`microcircuit.alignment.update_angles`,
 over the validation samples with their targets): does learning B bring the circuit's updates closer to
-backprop's? Each arm writes
-``pal_yinyang_ARM.json`` when it is done; ``--resume`` skips the arms already there and continues the arm
-in progress from its newest checkpoint (``checkpoints/ARM/``, every ``schedule.checkpoint_every``
-segments), bit for bit.
+backprop's? With them ∠(W_{k+1}ᵀ, B_k) and ∠(B_k, φ'_k W_{k+1}ᵀ φ'_{k+1}) (:mod:`microcircuit.alignment`).
+Each arm writes ``pal_yinyang_ARM.json`` when it is done; ``--resume`` skips the arms already there and
+continues the arm in progress from its newest checkpoint (``checkpoints/ARM/``, every
+``schedule.checkpoint_every`` segments), bit for bit.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..alignment import update_angles
+from ..alignment import alignment_angles, update_angles
 from ..backprop import feedforward
 from ..checkpoint import checkpoint_path, load_latest, prune_checkpoints, save_checkpoint
 from ..config import Config, ConfigError, Model, Pal
@@ -125,8 +125,9 @@ def _accuracy(model: Model, W: tuple[jax.Array, ...], b: tuple[jax.Array, ...], 
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _update_angles(model: Model, w: Weights, x: jax.Array, t: jax.Array) -> dict[str, jax.Array]:
-    """{angle_update_k: (S,)}: rule (7)'s update against backprop's per member, over the samples x, t."""
-    return jax.vmap(lambda w: update_angles(model, w, x, t))(w)
+    """{angle_update_k, angle_WT_B_k, angle_B_J_k: (S,)}: rule (7)'s update against backprop's, and B_k
+    against W_{k+1}ᵀ and against φ'_k W_{k+1}ᵀ φ'_{k+1}, per member, over the samples x, t."""
+    return jax.vmap(lambda w: {**update_angles(model, w, x, t), **alignment_angles(model, w, x)})(w)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
@@ -234,7 +235,7 @@ def _train(cfg: Config, arm: str, say: Callable[[str], None], stop: StopRequest 
                                       "orders": [rng.bit_generator.state for rng in orders]})
                 prune_checkpoints(folder, keep=cfg.schedule.keep_checkpoints)
     final = {k: np.asarray(curve[-1][k]) for k in ("validation", "test")}
-    angles = {k: np.asarray(v) for k, v in curve[-1].items() if k.startswith("angle_update_")}
+    angles = {k: np.asarray(v) for k, v in curve[-1].items() if k.startswith("angle_")}
     return {
         "arm": arm, "seeds": seeds, "epochs": done, "epoch": times, "curve": curve,
         "final": {k: {"mean": float(v.mean()), "sem": float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0,
@@ -288,7 +289,9 @@ def _summarise(cfg: Config, results: dict[str, dict[str, Any]]) -> dict[str, Any
         line = f"  {arm:9s} {100 * t['mean']:.2f} ± {100 * t['sem']:.2f} %"
         if arm != "backprop":
             a = results[arm]["update_angles"]
-            line += "; rule (7) vs backprop's update: " + " / ".join(f"{a[k]['mean']:.1f}°" for k in sorted(a))
+            ups = sorted(k for k in a if k.startswith("angle_update_"))
+            line += ("; ∠(rule (7), backprop) " + " / ".join(f"{a[k]['mean']:.1f}°" for k in ups)
+                     + f"; ∠(W_2ᵀ, B_1) {a['angle_WT_B_1']['mean']:.1f}°")
         headline.append(line)
     v = verdicts(final)
     headline.append("  PAL above FA by > 2 s.e.: {pal_above_fa}; control = FA within 2 s.e.: {control_equals_fa}; "
@@ -298,7 +301,7 @@ def _summarise(cfg: Config, results: dict[str, dict[str, Any]]) -> dict[str, Any
             "update_angles": {arm: r["update_angles"] for arm, r in results.items()},
             "curves": {arm: {"epoch": r["epoch"],
                              **{k: [float(np.mean(c[k])) for c in r["curve"]] for k in r["curve"][0]
-                                if k in ("validation", "test") or k.startswith("angle_update_")}}
+                                if k in ("validation", "test") or k.startswith("angle_")}}
                        for arm, r in results.items()},
             "diverged": {arm: r["diverged"] for arm, r in results.items()},
             "wall_s_per_arm": {arm: r["wall_s"] for arm, r in results.items()}, "headline": headline}
