@@ -147,19 +147,23 @@ def test_overwrite_keeps_what_the_user_added_and_removes_what_the_run_wrote(tmp_
     (run / "analysis").mkdir()
     (run / "analysis" / "plot.py").write_text("print('mine')")
     (run / "checkpoints" / "README").write_text("mine too")
+    (run / "checkpoints" / "fa").mkdir()
+    (run / "checkpoints" / "fa" / "why.txt").write_text("mine as well")
     stale = ["learning_curve.png", "weights_best.npz", "summary-3-epochs.json", ".traces.npz.k2j4.tmp", "failed.json",
              "settle-dt0.1.json", "checkpoints/diverged-last-good.npz", "init/.microcircuit-run", "init/config.toml",
-             "init/checkpoints/ckpt-000000000005.npz"]  # fmt: skip
+             "init/checkpoints/ckpt-000000000005.npz", "pal_yinyang_pal.json",
+             "checkpoints/pal/ckpt-000000000010.npz", "checkpoints/fa/ckpt-000000000010.npz"]  # fmt: skip
     for name in stale:
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_text("an earlier run's")
     r = cli("run", "--out", run, "--overwrite", *TINY_S1)
     assert r.exit_code == 0, r.output
     assert r.stderr.strip() == f"--overwrite kept what microcircuit did not write in {run}: analysis/, " \
-                               "checkpoints/README, notes.txt"
+                               "checkpoints/README, checkpoints/fa/why.txt, notes.txt"
     assert (run / "notes.txt").read_text() == "my notes" and (run / "analysis" / "plot.py").is_file()
     assert (run / "checkpoints" / "README").read_text() == "mine too"
     assert not [name for name in stale if (run / name).exists()] and not (run / "init").exists()
+    assert not (run / "checkpoints" / "pal").exists()  # an arm's checkpoint folder goes once empty
     assert [i for i, _ in list_checkpoints(run / "checkpoints")] == [10, 20]  # the new run's only
     assert json.loads((run / "summary.json").read_text())["patterns"] == 20
 
@@ -261,11 +265,13 @@ def test_unused_settings_follow_the_method() -> None:
         assert unused_settings(get_preset(other, quick=True), ["training.rule9_state"]) == ["training.rule9_state"]
     assert "stimulus.kind" in self_prediction.unused(get_preset("fig-s1"))
     assert "training" in self_prediction.unused(get_preset("fig-s1"))
-    # PAL lives in the continuous-time simulator of the regression-type experiments, not in the MNIST runner
-    for name in ("mnist", "mnist-backprop", "mnist-dynamics", "le-bars", "backprop-link"):
+    # PAL lives in the continuous-time simulator: the regression-type experiments and the MNIST runner's
+    # continuous time read it, the steady-state and feed-forward methods do not
+    for name in ("mnist", "mnist-backprop", "le-bars", "backprop-link"):
         assert unused_settings(get_preset(name, quick=True), ["pal.enabled", "pal.eta_B"]) == [
             "pal.enabled", "pal.eta_B"], name
-    assert unused_settings(get_preset("fig2-fast", quick=True), ["pal.enabled"]) == []
+    for name in ("fig2-fast", "mnist-dynamics", "mnist-dynamics-le"):
+        assert unused_settings(get_preset(name, quick=True), ["pal.enabled"]) == [], name
     # the steady state integrates nothing: prospective potentials matter only to a settle check after training
     assert unused_settings(cfg, ["simulation.prospective"]) == ["simulation.prospective"]
     assert unused_settings(get_preset("mnist-backprop", quick=True), ["simulation.prospective"]) == [

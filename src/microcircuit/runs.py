@@ -72,6 +72,7 @@ RUN_FILES: tuple[str, ...] = (
     "fig_s1.png", "fig1.png", "fig2.png", "learning_curve.png", "backprop_link.png",  # the experiments' figures
     "le_bars.png", "le_bars_T*_*.json",
     "pal_teacher.png", "pal_teacher_*.json", "pal_alignment.png", "pal_alignment_*.json",
+    "pal_yinyang.png", "pal_yinyang_*.json",
     "settle-dt*.json", "settle-dt*.png",  # `microcircuit analyze settle RUN_DIR`
     "traces_*.png",  # `microcircuit analyze traces RUN_DIR NAME ...`
     ".*.tmp",  # what a write cut short by SIGKILL left of its temporary file (atomic_write)
@@ -591,8 +592,12 @@ def _remove_run_files(path: Path) -> list[str]:
                     kept.append(rel)
                     keeps = True
             elif name in RUN_FOLDERS:
-                for f in sorted(child.iterdir()):
-                    if _is_run_name(f.name, RUN_FOLDERS[name]) and not (f.is_dir() and not f.is_symlink()):
+                # its run files, and theirs in its sub-folders (one per arm: pal-yinyang's checkpoints/ARM/)
+                for f in sorted([*child.iterdir(), *(g for d in child.iterdir() if d.is_dir() and not d.is_symlink()
+                                                     for g in d.iterdir())]):
+                    if f.is_dir() and not f.is_symlink() and f.parent == child:
+                        folders.append(f)
+                    elif _is_run_name(f.name, RUN_FOLDERS[name]) and not (f.is_dir() and not f.is_symlink()):
                         remove.append(f)
                     else:
                         kept.append(str(f.relative_to(path)) + ("/" if f.is_dir() else ""))
