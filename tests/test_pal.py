@@ -385,31 +385,16 @@ def test_pal_teacher_quick_runs(tmp_path) -> None:
     assert float(pal_teacher.teacher_outputs(model, x)[0, 0]) == pytest.approx(expected, rel=1e-5)
 
 
-def test_pal_yinyang_quick_runs_and_its_arms_differ_as_designed(tmp_path) -> None:
-    from microcircuit.config import merge
+def test_pal_yinyang_arms_differ_as_designed() -> None:
     from microcircuit.experiments import pal_yinyang
     from microcircuit.presets import get_preset
-    from microcircuit.runs import RunDir
 
-    cfg = merge(get_preset("pal-yinyang-quick"), {"training": {"epochs": 2, "n_train": 30, "n_validation": 30},
-                                                  "stimulus": {"n_patterns": 30}, "schedule": {"segment": 1}})
+    cfg = get_preset("pal-yinyang-quick")
     fa, control, pal = (pal_yinyang.arm_model(cfg, a) for a in ("fa", "control", "pal"))
     assert not fa.pal.enabled and not any(fa.plasticity.eta_PI)  # FA: no noise, B and PI fixed
     assert control.pal.enabled and control.pal.sigma > 0 and not any(control.pal.eta_B)  # noise, no B rule
     assert pal.pal.enabled and all(pal.pal.eta_B) and all(pal.plasticity.eta_PI)
     assert all(m.simulation.prospective for m in (fa, control, pal))
-    summary = pal_yinyang.run(cfg, RunDir.create(tmp_path / "run"))
-    for arm in pal_yinyang.ARMS:
-        assert summary["diverged"][arm] is None and summary["curves"][arm]["epoch"] == [0, 1, 2]
-        assert 0 <= summary["final"][arm]["test"]["mean"] <= 1
-        assert (tmp_path / "run" / f"pal_yinyang_{arm}.json").is_file()
-    assert set(summary["verdicts"]) == {"pal_above_fa", "control_equals_fa", "pal_at_least_95"}
-    for arm in pal_yinyang.ARMS:  # the update angles per layer, logged at every snapshot
-        assert set(summary["update_angles"][arm]) == {"angle_update_1", "angle_update_2", "angle_WT_B_1",
-                                                      "angle_B_J_1"}
-        assert len(summary["curves"][arm]["angle_update_1"]) == 3
-        assert 0 <= summary["update_angles"][arm]["angle_update_2"]["mean"] < 10  # the output layer's: aligned
-    assert (tmp_path / "run" / "pal_yinyang.png").is_file()
 
 
 def test_pal_yinyang_backprop_epoch_descends_the_loss() -> None:
@@ -500,9 +485,9 @@ def test_update_angles_against_backprop() -> None:
     assert out[0.01]["angle_update_1"] < out[0.06]["angle_update_1"]
 
 
-def test_pal_yinyang_resumes_an_arm_from_its_checkpoint_bit_for_bit(tmp_path) -> None:
-    """An arm stopped after its first segment continues from checkpoints/ARM/ to the uninterrupted result,
-    the noise, the τ_w traces and the sample orders included."""
+def test_pal_yinyang_runs_and_resumes_an_arm_from_its_checkpoint_bit_for_bit(tmp_path) -> None:
+    """The quick experiment, every arm and metric; then an arm stopped after its first segment continues
+    from checkpoints/ARM/ to the uninterrupted result, the noise, the τ_w traces and the orders included."""
     import json
 
     from microcircuit.checkpoint import list_checkpoints
@@ -516,6 +501,14 @@ def test_pal_yinyang_resumes_an_arm_from_its_checkpoint_bit_for_bit(tmp_path) ->
     run = RunDir.create(tmp_path / "run")
     run.write_config(cfg)
     first = pal_yinyang.run(cfg, run)
+    for arm in pal_yinyang.ARMS:
+        assert first["diverged"][arm] is None and first["curves"][arm]["epoch"] == [0, 1, 2]
+        assert 0 <= first["final"][arm]["test"]["mean"] <= 1
+        assert set(first["update_angles"][arm]) == {"angle_update_1", "angle_update_2", "angle_WT_B_1", "angle_B_J_1"}
+        assert len(first["curves"][arm]["angle_update_1"]) == 3
+        assert 0 <= first["update_angles"][arm]["angle_update_2"]["mean"] < 10  # the output layer's: aligned
+    assert set(first["verdicts"]) == {"pal_above_fa", "control_equals_fa", "pal_at_least_95"}
+    assert (tmp_path / "run" / "pal_yinyang.png").is_file()
     for arm in pal_yinyang.ARMS:  # as if stopped during the second segment
         (tmp_path / "run" / f"pal_yinyang_{arm}.json").unlink()
         found = list_checkpoints(run.checkpoint_dir / arm)

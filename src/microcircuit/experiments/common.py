@@ -484,6 +484,18 @@ MNIST_TRAINING_KEYS = ("training.method", "training.data", "training.batch", "tr
                        "training.eval_duration", "training.feedback", "training.lr", "training.probe",
                        "training.settle_images")
 
+def arm_stop_check(stop: StopRequest | None, arm: str) -> Callable[[int], None]:
+    """The ``progress`` callback of an arm's simulation: raises :class:`RunInterrupted` once ``stop`` is set
+    (SIGINT/SIGTERM), saying that the finished arms stay and ``--resume`` continues with this one."""
+
+    def check(_: int) -> None:
+        if stop:
+            raise RunInterrupted(stop.signum, f"interrupted by {stop.name} during the {arm!r} arm: the arms already "
+                                 "written stay; --resume RUN_DIR continues with this one")
+
+    return check
+
+
 def train_arms(run_dir: RunDir | None, arms: tuple[str, ...], file_name: Callable[[str], str],
                train: Callable[[str, StopRequest], dict[str, Any]],
                report: Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]],

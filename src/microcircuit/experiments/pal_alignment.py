@@ -35,11 +35,11 @@ from ..alignment import alignment_angles
 from ..config import Config, ConfigError, Model, Pal
 from ..dynamics import init_state, with_prospective
 from ..ensemble import simulate_ensemble, stack
-from ..errors import DivergenceError, RunInterrupted
+from ..errors import DivergenceError
 from ..network import Weights, init_weights
 from ..runs import RunDir, StopRequest
 from ..simulate import Stream, precision
-from .common import MNIST_TRAINING_KEYS, train_arms
+from .common import MNIST_TRAINING_KEYS, arm_stop_check, train_arms
 
 __all__ = ["ARMS", "arm_model", "check", "run", "stepped", "unused"]
 
@@ -100,10 +100,7 @@ def _stack_angles(model: Model, w: Weights, x: jax.Array, layers: int) -> dict[s
 def _train(cfg: Config, arm: str, say: Callable[[str], None], stop: StopRequest | None = None) -> dict[str, Any]:
     """One arm for every seed (one ensemble); the angles every ``schedule.segment`` epochs."""
 
-    def stop_check(_: int) -> None:
-        if stop:
-            raise RunInterrupted(stop.signum, f"interrupted by {stop.name} during the {arm!r} arm: the arms already "
-                                 "written stay; --resume RUN_DIR continues with this one")
+    stop_check = arm_stop_check(stop, arm)
 
     model = arm_model(cfg, arm)
     sim = model.simulation

@@ -38,11 +38,11 @@ from ..backprop import feedforward
 from ..config import Config, ConfigError, Model, Pal
 from ..dynamics import init_state, with_prospective
 from ..ensemble import simulate_ensemble, stack
-from ..errors import DivergenceError, RunInterrupted
+from ..errors import DivergenceError
 from ..network import Weights, init_weights, self_predicting
 from ..runs import RunDir, StopRequest
 from ..simulate import Stream, precision
-from .common import MNIST_TRAINING_KEYS, train_arms
+from .common import MNIST_TRAINING_KEYS, arm_stop_check, train_arms
 
 __all__ = ["ARMS", "TEACHER_W", "arm_model", "check", "run", "stepped", "student_weights", "teacher_outputs",
            "unused"]
@@ -104,10 +104,7 @@ def _errors(model: Model, w: Weights, x: jax.Array, u_t: jax.Array) -> jax.Array
 
 
 def _train(cfg: Config, arm: str, say: Callable[[str], None], stop: StopRequest | None = None) -> dict[str, Any]:
-    def stop_check(_: int) -> None:
-        if stop:
-            raise RunInterrupted(stop.signum, f"interrupted by {stop.name} during the {arm!r} arm: the arms already "
-                                 "written stay; --resume RUN_DIR continues with this one")
+    stop_check = arm_stop_check(stop, arm)
 
     model = arm_model(cfg, arm)
     sim, st = model.simulation, cfg.stimulus

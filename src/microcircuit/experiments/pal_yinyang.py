@@ -46,11 +46,11 @@ from ..config import Config, ConfigError, Model, Pal
 from ..data.yinyang import yinyang_splits
 from ..dynamics import init_state, with_prospective
 from ..ensemble import simulate_ensemble, stack
-from ..errors import DivergenceError, RunInterrupted
+from ..errors import DivergenceError
 from ..network import Weights, init_weights
 from ..runs import RunDir, StopRequest
 from ..simulate import Stream, precision
-from .common import train_arms
+from .common import arm_stop_check, train_arms
 
 __all__ = ["ARMS", "arm_model", "check", "run", "stepped", "unused"]
 
@@ -154,10 +154,7 @@ def _train(cfg: Config, arm: str, say: Callable[[str], None], stop: StopRequest 
     segments (in ``checkpoints/ARM/``: weights, state, τ_w traces, the curve so far and the state of every
     seed's order generator), from which ``--resume`` continues the arm exactly."""
 
-    def stop_check(_: int) -> None:
-        if stop:
-            raise RunInterrupted(stop.signum, f"interrupted by {stop.name} during the {arm!r} arm: the arms already "
-                                 "written stay; --resume RUN_DIR continues with this one")
+    stop_check = arm_stop_check(stop, arm)
 
     model = arm_model(cfg, arm)
     sim, st, tr = model.simulation, cfg.stimulus, cfg.training
