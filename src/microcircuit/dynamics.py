@@ -126,8 +126,8 @@ def _prospective_dendrites(model: Model, w: Weights, s: State, target_on: jax.Ar
     N = len(s.u)
     sync = model.simulation.update_order == "synchronous"
     g_hidden, g_out, g_inter = total_conductances(model, target_on)
-    r_previous = tuple(phi(t, u) for u in s.u_pro)
-    r_apical = r_previous[1:]
+    r_apical = tuple(phi(t, u) for u in s.u_pro[1:])
+    r_previous = (phi(t, s.u_pro[0]), *r_apical) if sync else ()  # φ(ŭ_k(t − dt)), k = 1..N, synchronous only
     r_inter_apical = tuple(phi(t, u) for u in s.u_inter_pro)
     v_apical = tuple(matvec(w.B[i], r_apical[i]) + matvec(w.PI[i], r_inter_apical[i]) for i in range(N - 1))
     r, u_pro, v_basal = [], [], []

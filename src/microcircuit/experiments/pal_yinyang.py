@@ -42,7 +42,7 @@ import numpy as np
 from ..alignment import alignment_angles, update_angles
 from ..backprop import feedforward
 from ..checkpoint import checkpoint_path, load_latest, prune_checkpoints, save_checkpoint
-from ..config import Config, ConfigError, Model, Pal
+from ..config import Config, ConfigError, Model, Pal, Training
 from ..data.yinyang import yinyang_splits
 from ..dynamics import init_state, with_prospective
 from ..ensemble import simulate_ensemble, stack
@@ -66,8 +66,6 @@ def stepped(cfg: Config) -> tuple[str, ...]:
 
 def unused(cfg: Config) -> tuple[str, ...]:
     """Settings this experiment does not read."""
-    from ..config import Training
-
     training = tuple(f"training.{f.name}" for f in dataclasses.fields(Training)
                      if f"training.{f.name}" not in _READ_TRAINING)
     return (*training, "init_from", "record", "simulation.prospective", "plasticity.eta_B", "stimulus.kind",
