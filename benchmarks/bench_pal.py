@@ -28,20 +28,12 @@ import dataclasses
 import datetime
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
-import numpy as np
+from side_by_side import interleaved, runner
 
 from microcircuit.config import Config, Plasticity, apply_overrides
-from microcircuit.dynamics import init_state, with_prospective
-from microcircuit.ensemble import simulate_ensemble, stack
-from microcircuit.network import init_weights
 from microcircuit.presets import get_preset
-from microcircuit.simulate import Stream, simulate
 
 
 def _configs(case: str) -> tuple[Config, int]:
@@ -59,38 +51,6 @@ def _configs(case: str) -> tuple[Config, int]:
     return cfg, 0
 
 
-def _runner(cfg: Config, members: int, steps: int) -> Callable[[], None]:
-    """A call that simulates ``steps`` steps of ``cfg`` (compiled by its first call)."""
-    model = cfg.model
-    net, sim = cfg.network, model.simulation
-    per_pattern = round(cfg.stimulus.duration / sim.dt)
-    patterns = max(1, steps // per_pattern)
-    rng = np.random.default_rng(0)
-    if members == 0:
-        w = init_weights(net, cfg.conductances, jax.random.key(0))
-        state = with_prospective(model, init_state(net, 1, sim.dtype, True))
-        stream = Stream.of(rng.uniform(0, 1, (patterns, 1, net.sizes[0])).astype(np.float32),
-                           rng.uniform(0.1, 1.0, (patterns, 1, net.sizes[-1])).astype(np.float32))
-
-        def call() -> None:
-            sol = simulate(model, w, state, stream, duration=cfg.stimulus.duration, key=jax.random.key(1),
-                           chunk_steps=steps)
-            jax.block_until_ready(sol.weights)
-        return call
-    w = stack([init_weights(net, cfg.conductances, jax.random.key(s)) for s in range(members)])
-    state = stack([with_prospective(model, init_state(net, 1, sim.dtype, True))] * members)
-    x = rng.uniform(0, 1, (members, patterns, 1, net.sizes[0])).astype(np.float32)
-    target = rng.uniform(0.1, 1.0, (members, patterns, 1, net.sizes[-1])).astype(np.float32)
-    stream = Stream(x, target, np.ones((members, patterns), bool))
-    keys = jax.vmap(jax.random.key)(jnp.arange(members))
-
-    def call() -> None:
-        sol = simulate_ensemble(model, w, state, stream, duration=cfg.stimulus.duration, keys=keys,
-                                chunk_steps=steps)
-        jax.block_until_ready(sol.weights)
-    return call
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", default="alignment,teacher,mnist")
@@ -106,17 +66,8 @@ def main() -> None:
     for case in args.cases.split(","):
         pal_cfg, members = _configs(case)
         plain_cfg = apply_overrides(pal_cfg, ["pal.enabled=false", "pal.eta_B=0"])
-        calls = {"pal": _runner(pal_cfg, members, steps), "plain": _runner(plain_cfg, members, steps)}
-        for call in calls.values():
-            call()  # compile
-        rates: dict[str, list[float]] = {k: [] for k in calls}
-        for _ in range(repeats):
-            for name, call in calls.items():  # interleaved
-                t = time.perf_counter()
-                call()
-                rates[name].append(steps / (time.perf_counter() - t))
-        med = {k: statistics.median(v) for k, v in rates.items()}
-        cell = {k: f"{med[k]:,.0f} ({min(v):,.0f}-{max(v):,.0f})" for k, v in rates.items()}
+        calls = {"pal": runner(pal_cfg, members, steps), "plain": runner(plain_cfg, members, steps)}
+        med, cell = interleaved(calls, steps, repeats)
         sizes = "-".join(map(str, pal_cfg.network.sizes))
         print(f"{case:10s} {sizes:14s} {members or 1:7d} {cell['pal']:>24s} {cell['plain']:>24s} "
               f"{med['pal'] / med['plain']:9.2f}")

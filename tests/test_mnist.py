@@ -165,11 +165,17 @@ def test_frozen_matrices_do_not_move():
     assert rates.eta_W[1] == 0 and rates.eta_W[0] > 0  # the preset freezes W_2 and trains W_1
 
 
-@pytest.mark.parametrize("preset", ["mnist", "mnist-dynamics"])
-def test_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch, preset):
+SPIKING = ["spiking.enabled=true", "spiking.n=50", "spiking.tau_syn=1.0", "simulation.E_exc=8.0",
+           "simulation.E_inh=-8.0"]
+
+
+@pytest.mark.parametrize(("preset", "extra"), [("mnist", []), ("mnist-dynamics", []), ("mnist-dynamics-le", SPIKING)],
+                         ids=["mnist", "mnist-dynamics", "spiking"])
+def test_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch, preset, extra):
     """SIGINT in epoch 2, then resume: the same curve, test error and best weights, bit for bit (the
-    dynamics also carry potentials from epoch to epoch: they are checkpointed too)."""
-    cfg = apply_overrides(get_preset(preset, quick=True), TINY)
+    dynamics also carry potentials from epoch to epoch: they are checkpointed too; the spiking circuit its
+    synaptic traces, and its spikes come from keys that do not depend on where the run was cut)."""
+    cfg = apply_overrides(get_preset(preset, quick=True), [*TINY, *extra])
     reference = mnist_exp.run(cfg, RunDir.create(tmp_path / "ref"))
 
     calls = {"n": 0}

@@ -53,8 +53,8 @@ def microcircuit(*args):
 
 
 # short versions of the quick presets: fewer epochs, and fewer images for the slower dynamics
-microcircuit("run", "mnist-quick", "--set", "training.epochs=5", "--no-progress", "--out", work / "steady")
-microcircuit("run", "mnist-backprop-quick", "--set", "training.epochs=5", "--no-progress", "--out", work / "bp")
+microcircuit("run", "mnist-quick", "--set", "training.epochs=3", "--no-progress", "--out", work / "steady")
+microcircuit("run", "mnist-backprop-quick", "--set", "training.epochs=3", "--no-progress", "--out", work / "bp")
 microcircuit("run", "mnist-dynamics-quick", "--set", "training.epochs=2", "--set", "training.n_train=600",
              "--no-progress", "--out", work / "dynamics")
 

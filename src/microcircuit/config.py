@@ -29,6 +29,7 @@ __all__ = [
     "Record",
     "Schedule",
     "Simulation",
+    "Spiking",
     "Stimulus",
     "Training",
     "Transfer",
@@ -53,6 +54,8 @@ RECORDABLE = (
     "u_prospective",  # prospective potentials ŭ_k and ŭ^I_k (simulation.prospective only)
     "alignment",  # angles ∠(W_{k+1}ᵀ, B_k) and ∠(B_k, φ'_k W_{k+1}ᵀ φ'_{k+1}) per hidden layer (docs/model.md §12)
     "pal_noise",  # the apical Ornstein–Uhlenbeck noise ξ_k of PAL (pal.enabled only, docs/model.md §12)
+    "spikes",  # spike counts of the last step per unit, pyramids and interneurons (spiking.enabled only, §13)
+    "synapses",  # the synaptic traces every population sends (spiking.enabled only, docs/model.md §13)
 )
 
 
@@ -346,6 +349,47 @@ class Pal:
         return dataclasses.replace(self, eta_B=_rates(self.eta_B, depth - 1, "pal.eta_B"))
 
 
+SPIKE_POST = ("spikes", "spikes_h", "rate")
+SPIKE_COUNTS = ("poisson", "mean")
+SPIKE_NUDGING = ("spikes", "voltage")
+
+
+@dataclass(frozen=True)
+class Spiking:
+    """The spiking circuit (docs/model.md §13). Off unless ``enabled``.
+
+    Every unit of the rate model (pyramid, interneuron, input pixel) becomes a population of ``n`` neurons,
+    each firing as a Poisson process at ``r_max`` · φ (φ capped at 1; the input at ``r_max`` · x, x in [0, 1]);
+    a step draws one spike count per unit (``counts = "poisson"``; ``"mean"`` sends the expected count, the
+    deterministic limit n·r_max → ∞). Every dendrite receives the presynaptic spike trains through a synaptic
+    trace normalised to the rate model's units (its mean is φ): ``tau_syn`` ms is the kernel's time constant,
+    0 for the spikes of the step alone. With ``nudging = "spikes"`` the teaching signal of the output and the
+    interneurons' nudging are spike trains too, of an excitatory and an inhibitory population whose rates
+    encode the target potential between E_inh and E_exc; ``"voltage"`` copies the potential (the rate model's
+    nudging, as an ablation). ``post``: the postsynaptic factor of rules (7), (8) and (10): ``"spikes"``
+    [S − φ(v̂)] with S the unit's spike train in rate units, ``"spikes_h"`` the same times h(v̂) = (ln φ)'(v̂)
+    (Urbanczik & Senn), ``"rate"`` the mean field [φ(u) − φ(v̂)]."""
+
+    enabled: bool = False
+    n: int = 100
+    r_max: float = 200.0
+    tau_syn: float = 0.0
+    counts: str = "poisson"
+    post: str = "spikes"
+    nudging: str = "spikes"
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.enabled, bool), "spiking.enabled", f"must be true or false, got {self.enabled!r}")
+        _check(isinstance(self.n, int) and not isinstance(self.n, bool) and self.n >= 1, "spiking.n",
+               f"must be an integer >= 1 (neurons per unit), got {self.n!r}")
+        _positive("spiking.r_max", self.r_max)
+        _positive("spiking.tau_syn", self.tau_syn, allow_zero=True)
+        for key, value, allowed in (("counts", self.counts, SPIKE_COUNTS), ("post", self.post, SPIKE_POST),
+                                    ("nudging", self.nudging, SPIKE_NUDGING)):
+            _check(value in allowed, f"spiking.{key}",
+                   f"must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Simulation:
     """Integration: step and integrator, input filter, noise, nudging form, precision, divergence bound (§2).
@@ -601,6 +645,7 @@ class Model:
     plasticity: Plasticity = field(default_factory=Plasticity)
     simulation: Simulation = field(default_factory=Simulation)
     pal: Pal = field(default_factory=Pal)
+    spiking: Spiking = field(default_factory=Spiking)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plasticity", self.plasticity.resolved(self.network.depth))
@@ -631,6 +676,29 @@ class Model:
             "which is 1 in prospective mode)",
         )
         self._check_pal()
+        self._check_spiking()
+
+    def _check_spiking(self) -> None:
+        """The spiking circuit (docs/model.md §13) against the other sections."""
+        sp, p, sim = self.spiking, self.plasticity, self.simulation
+        if not sp.enabled:
+            return
+        _check(not self.pal.enabled, "pal.enabled", "PAL is not implemented for the spiking circuit "
+               "(spiking.enabled = true): set one of them to false")
+        _check(p.update_every == 1, "plasticity.update_every",
+               f"= {p.update_every} is not implemented with spiking.enabled = true: set it to 1")
+        _check(p.defer in (1, "auto"), "plasticity.defer",
+               f"= {p.defer} is not implemented with spiking.enabled = true: set plasticity.defer = 1 (or \"auto\", "
+               "which is 1 for the spiking circuit)")
+        _check(not sim.prospective or sim.update_order == "sweep", "simulation.update_order",
+               "= 'synchronous' is not implemented with spiking.enabled = true: use 'sweep'")
+        p_max = sp.r_max * sim.dt / 1000.0
+        _check(p_max <= 1.0, "spiking.r_max",
+               f"= {sp.r_max:g} Hz fires more than once per neuron and step of dt = {sim.dt:g} ms "
+               f"(r_max·dt = {p_max:g}): lower r_max or dt")
+        if sim.integrator == "euler" and sp.tau_syn > 0:
+            _check(sim.dt < 2 * sp.tau_syn, "simulation.dt",
+                   f"dt = {sim.dt} ms is beyond the stability bound 2·spiking.tau_syn = {2 * sp.tau_syn} ms")
 
     def _check_pal(self) -> None:
         """PAL (docs/model.md §12) against the other sections: no contradictory or unsupported combination."""
@@ -679,6 +747,7 @@ class Config:
     schedule: Schedule = field(default_factory=Schedule)
     training: Training = field(default_factory=Training)
     pal: Pal = field(default_factory=Pal)
+    spiking: Spiking = field(default_factory=Spiking)
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
@@ -700,6 +769,9 @@ class Config:
             "record.quantities",
             "'pal_noise' needs pal.enabled = true",
         )
+        for q in ("spikes", "synapses"):
+            _check(q not in self.record.quantities or self.spiking.enabled, "record.quantities",
+                   f"{q!r} needs spiking.enabled = true")
         if self.stimulus.kind == "teacher" and self.stimulus.teacher_sizes:
             ts = self.stimulus.teacher_sizes
             _check(
@@ -710,7 +782,7 @@ class Config:
 
     @property
     def model(self) -> Model:
-        return Model(self.network, self.conductances, self.plasticity, self.simulation, self.pal)
+        return Model(self.network, self.conductances, self.plasticity, self.simulation, self.pal, self.spiking)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from .config import Model, NetworkSpec, Simulation
 from .network import Weights
+from .spiking import Layout, Transmitter, nudging_fractions
 from .transfer import phi
 
 __all__ = [
@@ -40,6 +41,10 @@ class State(NamedTuple):
                 t − dt, (B, n_{i+2})
     r_prev[i]:  r_{i+2}(t − dt), the rate of layer i+2 one step earlier, (B, n_{i+2}); these three only with
                 ``pal.enabled`` (docs/model.md §12), empty otherwise
+    syn[j]:     the synaptic trace population j sends, in rate units, (B, width), in the order of
+                :class:`microcircuit.spiking.Layout`
+    spikes[j]:  population j's spike counts of the last step, shaped like syn[j]; these two only with
+                ``spiking.enabled`` (docs/model.md §13), empty otherwise
     """
 
     u: tuple[jax.Array, ...]
@@ -51,6 +56,8 @@ class State(NamedTuple):
     xi: tuple[jax.Array, ...] = ()
     r_hp: tuple[jax.Array, ...] = ()
     r_prev: tuple[jax.Array, ...] = ()
+    syn: tuple[jax.Array, ...] = ()
+    spikes: tuple[jax.Array, ...] = ()
 
 
 class Dendrites(NamedTuple):
@@ -69,6 +76,8 @@ class Dendrites(NamedTuple):
     r_apical: tuple[jax.Array, ...] = ()  # φ(ŭ_{k+1}) of the previous step, per hidden layer k
     r_inter_apical: tuple[jax.Array, ...] = ()  # φ(ŭ^I_k) of the previous step
     r_pre: tuple[jax.Array, ...] = ()  # synchronous order (§8): r_0 and φ(ŭ_k) of the previous step, k = 1..N−1
+    syn: tuple[jax.Array, ...] = ()  # spiking (§13): every population's synaptic trace after this step's spikes
+    spikes: tuple[jax.Array, ...] = ()  # spiking (§13): every population's spike counts of this step
 
 
 def init_state(spec: NetworkSpec, batch: int, dtype: str = "float32", prospective: bool = False) -> State:
@@ -87,13 +96,20 @@ def init_state(spec: NetworkSpec, batch: int, dtype: str = "float32", prospectiv
 def with_prospective(model: Model, s: State) -> State:
     """``s`` in the layout of ``model``'s mode (docs/model.md §8, §12): in prospective mode ŭ = u where the
     state has no prospective potentials yet (a circuit at rest or at a fixed point); in the original mode
-    without them. With ``pal.enabled`` the PAL state is added where missing (ξ = 0, r̃ = 0, and the previous
-    rates r_{k+1} = φ(ŭ_{k+1}), or φ(u_{k+1}) in the original mode, so that the high-pass starts at rest);
+    without them. With ``spiking.enabled`` the synaptic traces are added where missing, at their means for
+    the state (:func:`_resting_traces`), and the counts at 0 (docs/model.md §13); without it they are dropped.
+    With ``pal.enabled`` the PAL state is added where missing (ξ = 0, r̃ = 0, and the previous rates
+    r_{k+1} = φ(ŭ_{k+1}), or φ(u_{k+1}) in the original mode, so that the high-pass starts at rest);
     without PAL it is dropped."""
     if not model.simulation.prospective:
         s = s._replace(u_pro=(), u_inter_pro=()) if (s.u_pro or s.u_inter_pro) else s
     else:
         s = s._replace(u_pro=s.u_pro or s.u, u_inter_pro=s.u_inter_pro or s.u_inter)
+    if model.spiking.enabled and not s.syn:
+        syn = _resting_traces(model, s)
+        s = s._replace(syn=syn, spikes=tuple(jnp.zeros_like(x) for x in syn))
+    elif not model.spiking.enabled and (s.syn or s.spikes):
+        s = s._replace(syn=(), spikes=())
     if not model.pal.enabled:
         return s._replace(xi=(), r_hp=(), r_prev=()) if (s.xi or s.r_hp or s.r_prev) else s
     t = model.network.transfer
@@ -105,6 +121,21 @@ def with_prospective(model: Model, s: State) -> State:
     )
 
 
+def _resting_traces(model: Model, s: State) -> tuple[jax.Array, ...]:
+    """Every population's trace at its mean for the state ``s`` (docs/model.md §13): the input's r_0, the
+    pyramids' and interneurons' min(φ, 1) of ŭ (prospective) or u, silent teachers, the interneurons'
+    nudging at the fractions of u_{k+1}; so that a circuit at rest stays at rest."""
+    t, sim = model.network.transfer, model.simulation
+    lay = Layout.of(model.network, model.spiking)
+    u, u_inter = (s.u_pro or s.u, s.u_inter_pro or s.u_inter) if sim.prospective else (s.u, s.u_inter)
+    out = [jnp.clip(s.r_in, 0.0, 1.0), *(jnp.minimum(phi(t, x), 1.0) for x in (*u, *u_inter))]
+    if lay.nudging:
+        out += [jnp.zeros_like(s.u_trgt)] * 2
+        for x in u[1:]:
+            out += list(nudging_fractions(sim, x))
+    return tuple(out)
+
+
 def total_conductances(model: Model, target_on: jax.Array | bool) -> tuple[float, jax.Array | float, float]:
     """g_tot of a hidden pyramid (g_lk + g_B + g_A), of the output (g_lk + g_B, + g_som while a target is
     on) and of an interneuron (g_lk + g_D + g_som), docs/model.md §2."""
@@ -113,7 +144,8 @@ def total_conductances(model: Model, target_on: jax.Array | bool) -> tuple[float
     return g.g_lk + g.g_B + g.g_A, jnp.where(target_on, on, off), g.g_lk + g.g_D + g.g_som
 
 
-def _prospective_dendrites(model: Model, w: Weights, s: State, target_on: jax.Array | bool) -> Dendrites:
+def _prospective_dendrites(model: Model, w: Weights, s: State, target_on: jax.Array | bool,
+                           key: jax.Array | None = None) -> Dendrites:
     """docs/model.md §8: one bottom-up sweep at time t. Layer k's basal dendrite receives this step's
     φ(ŭ_{k−1}) (r_0 = x), its apical dendrite the previous step's φ(ŭ_{k+1}) and φ(ŭ^I_k) (a delay of one
     step breaks the loops through B_k and PI_k), and ŭ_k = u_k + du_k/dt / g_tot is the steady state of
@@ -121,17 +153,26 @@ def _prospective_dendrites(model: Model, w: Weights, s: State, target_on: jax.Ar
 
     ``simulation.update_order = "synchronous"``: every dendrite receives the previous step's rates instead
     (the basal dendrite φ(ŭ_{k−1}(t − dt)), the interneuron's φ(ŭ_k(t − dt)), nudged towards ŭ_{k+1}(t − dt)):
-    one step of delay per layer; ``r_pre`` then holds the rates that reached the basal dendrites."""
+    one step of delay per layer; ``r_pre`` then holds the rates that reached the basal dendrites.
+
+    With ``spiking.enabled`` (§13, sweep order only) each population fires at φ(ŭ) as the sweep reaches it,
+    from ``key``; the apical dendrites receive the previous step's traces."""
     t, bias = model.network.transfer, model.network.bias
     N = len(s.u)
     sync = model.simulation.update_order == "synchronous"
     g_hidden, g_out, g_inter = total_conductances(model, target_on)
-    r_apical = tuple(phi(t, u) for u in s.u_pro[1:])
+    tx = Transmitter(model, s.syn, s.spikes, key) if model.spiking.enabled else None
+    if tx is None:
+        r_apical = tuple(phi(t, u) for u in s.u_pro[1:])
+        r_inter_apical = tuple(phi(t, u) for u in s.u_inter_pro)
+    else:  # §13: the traces of the previous step's spikes
+        r_apical = tuple(s.syn[tx.layout.pyramid(i + 1)] for i in range(N - 1))
+        r_inter_apical = tuple(s.syn[tx.layout.inter(i)] for i in range(N - 1))
     r_previous = (phi(t, s.u_pro[0]), *r_apical) if sync else ()  # φ(ŭ_k(t − dt)), k = 1..N, synchronous only
-    r_inter_apical = tuple(phi(t, u) for u in s.u_inter_pro)
     v_apical = tuple(matvec(w.B[i], r_apical[i]) + matvec(w.PI[i], r_inter_apical[i]) for i in range(N - 1))
-    r, u_pro, v_basal = [], [], []
-    pre = s.r_in
+    r, u_pro, v_basal, sent = [], [], [], []
+    pre = s.r_in if tx is None else tx.send(0, s.r_in)
+    basal_pre = [pre]
     for i in range(N):
         if sync and i > 0:
             pre = r_previous[i - 1]  # §8 synchronous order: the layer below one step earlier
@@ -140,17 +181,42 @@ def _prospective_dendrites(model: Model, w: Weights, s: State, target_on: jax.Ar
             du = _du_hidden(model, s.u[i], v_basal[i], _noisy_apical(s, v_apical, i))  # §12: v_A + ξ
             u_pro.append(s.u[i] + du / g_hidden)
         else:
-            du = _du_output(model, s.u[i], v_basal[i], s.u_trgt, target_on)
+            syn = ()
+            if tx is not None and tx.layout.nudging:  # §13 the teachers fire now
+                f_exc, f_inh = nudging_fractions(model.simulation, s.u_trgt)
+                on = jnp.asarray(target_on, s.u_trgt.dtype)
+                exc, inh = tx.layout.teacher()
+                tx.send(exc, on * f_exc)
+                tx.send(inh, on * f_inh)
+                syn = tuple(tx.syn)
+            du = _du_output(model, s.u[i], v_basal[i], s.u_trgt, target_on, syn)
             u_pro.append(s.u[i] + du / g_out)
         r.append(phi(t, u_pro[i]))
-        pre = r[i]
-    r_in_inter, upper = (r_previous, s.u_pro) if sync else (r, u_pro)
+        pre = r[i] if tx is None else tx.send(tx.layout.pyramid(i), r[i])
+        sent.append(pre)
+        basal_pre.append(pre)
+    r_in_inter, upper = (r_previous, s.u_pro) if sync else (sent, u_pro)
     v_inter = tuple(matvec(w.IP[i], r_in_inter[i]) + (w.c[i] if bias else 0.0) for i in range(N - 1))  # IP_k r_k
-    u_inter_pro = tuple(ui + _du_inter(model, ui, v_inter[i], upper[i + 1]) / g_inter for i, ui in enumerate(s.u_inter))
-    r_inter = tuple(phi(t, u) for u in u_inter_pro)
+    u_inter_pro, r_inter, sent_inter = [], [], []
+    for i, ui in enumerate(s.u_inter):
+        syn = ()
+        if tx is not None and tx.layout.nudging:  # §13 nudged by spikes at the fractions of ŭ_{k+1}
+            f_exc, f_inh = nudging_fractions(model.simulation, upper[i + 1])
+            exc, inh = tx.layout.nudger(i)
+            tx.send(exc, f_exc)
+            tx.send(inh, f_inh)
+            syn = tuple(tx.syn)
+        u_inter_pro.append(ui + _du_inter(model, ui, v_inter[i], upper[i + 1], syn, i) / g_inter)
+        r_inter.append(phi(t, u_inter_pro[i]))
+        if tx is not None:
+            sent_inter.append(tx.send(tx.layout.inter(i), r_inter[i]))
+    if tx is not None:
+        syn, counts = tx.result()
+        return Dendrites(tuple(r), tuple(r_inter), tuple(v_basal), v_apical, v_inter, tuple(u_pro),
+                         tuple(u_inter_pro), r_apical, r_inter_apical, tuple(basal_pre[:N]), syn, counts)
     r_pre = (s.r_in, *r_previous[:-1]) if sync else ()
-    return Dendrites(tuple(r), r_inter, tuple(v_basal), v_apical, v_inter, tuple(u_pro), u_inter_pro, r_apical,
-                     r_inter_apical, r_pre)
+    return Dendrites(tuple(r), tuple(r_inter), tuple(v_basal), v_apical, v_inter, tuple(u_pro), tuple(u_inter_pro),
+                     r_apical, r_inter_apical, r_pre)
 
 
 def matvec(m: jax.Array, x: jax.Array) -> jax.Array:
@@ -159,22 +225,66 @@ def matvec(m: jax.Array, x: jax.Array) -> jax.Array:
     return (m @ x.T).T
 
 
-def dendrites(model: Model, w: Weights, s: State, target_on: jax.Array | bool = False) -> Dendrites:
+def dendrites(model: Model, w: Weights, s: State, target_on: jax.Array | bool = False,
+              key: jax.Array | None = None) -> Dendrites:
     """Dendritic potentials as instantaneous functions of presynaptic rates (docs/model.md §2).
-    ``target_on`` (whether the teaching current is on) is read only in prospective mode (§8), where the
-    output's ŭ_N, and so the interneurons below it, depend on it."""
+    ``target_on`` (whether the teaching current is on) is read in prospective mode (§8), where the
+    output's ŭ_N, and so the interneurons below it, depend on it, and by the spiking teachers (§13).
+
+    With ``spiking.enabled`` (§13) every dendrite receives synaptic traces instead of rates: ``key`` is the
+    step's key, from which this step's spikes are drawn; without a key no spikes are drawn and the stored
+    traces are read (the dendrites of the state's last step)."""
     if model.simulation.prospective:
-        return _prospective_dendrites(model, w, with_prospective(model, s), target_on)
+        return _prospective_dendrites(model, w, with_prospective(model, s), target_on, key)
     t = model.network.transfer
     bias = model.network.bias
     N = len(s.u)
     r = tuple(phi(t, u) for u in s.u)
     r_inter = tuple(phi(t, u) for u in s.u_inter)
-    pre = (s.r_in, *r[:-1])  # r_0 = x: no φ on the input (docs/model.md §1)
+    sent, sent_inter, x_in, tx = r, r_inter, s.r_in, None
+    if model.spiking.enabled:  # §13: every population sends its synaptic trace instead of its rate
+        s = with_prospective(model, s)
+        tx = Transmitter(model, s.syn, s.spikes, key)
+        lay = tx.layout
+        x_in = tx.send(0, s.r_in)
+        sent = tuple(tx.send(lay.pyramid(i), ri) for i, ri in enumerate(r))
+        sent_inter = tuple(tx.send(lay.inter(i), ri) for i, ri in enumerate(r_inter))
+        if lay.nudging:  # the teachers (while a target is on) and the interneurons' nudging, as spikes
+            _send_nudging(model, tx, s.u_trgt, target_on, s.u[1:])
+    pre = (x_in, *sent[:-1])  # r_0 = x: no φ on the input (docs/model.md §1)
     v_basal = tuple(matvec(w.W[i], pre[i]) + (w.b[i] if bias else 0.0) for i in range(N))  # v_B,k = W_k r_{k-1}
-    v_apical = tuple(matvec(w.B[i], r[i + 1]) + matvec(w.PI[i], r_inter[i]) for i in range(N - 1))  # v_A,k
-    v_inter = tuple(matvec(w.IP[i], r[i]) + (w.c[i] if bias else 0.0) for i in range(N - 1))  # v^I_k = IP_k r_k
-    return Dendrites(r, r_inter, v_basal, v_apical, v_inter)
+    v_apical = tuple(matvec(w.B[i], sent[i + 1]) + matvec(w.PI[i], sent_inter[i]) for i in range(N - 1))  # v_A,k
+    v_inter = tuple(matvec(w.IP[i], sent[i]) + (w.c[i] if bias else 0.0) for i in range(N - 1))  # v^I_k = IP_k r_k
+    if tx is None:
+        return Dendrites(r, r_inter, v_basal, v_apical, v_inter)
+    syn, counts = tx.result()
+    return Dendrites(r, r_inter, v_basal, v_apical, v_inter, r_apical=sent[1:], r_inter_apical=sent_inter,
+                     r_pre=pre, syn=syn, spikes=counts)
+
+
+def _send_nudging(model: Model, tx: Transmitter, u_trgt: jax.Array, target_on: jax.Array | bool,
+                  upper: tuple[jax.Array, ...]) -> None:
+    """§13: the output's teachers fire at the fractions of ``u_trgt`` while a target is on (silent otherwise),
+    hidden layer k's interneurons are nudged by populations firing at the fractions of ``upper[k−1]``
+    (u_{k+1}, or ŭ_{k+1} in prospective mode)."""
+    lay, sim = tx.layout, model.simulation
+    on = jnp.asarray(target_on, u_trgt.dtype)
+    f_exc, f_inh = nudging_fractions(sim, u_trgt)
+    exc, inh = lay.teacher()
+    tx.send(exc, on * f_exc)
+    tx.send(inh, on * f_inh)
+    for i, u in enumerate(upper):
+        f_exc, f_inh = nudging_fractions(sim, u)
+        exc, inh = lay.nudger(i)
+        tx.send(exc, f_exc)
+        tx.send(inh, f_inh)
+
+
+def _spike_nudge(model: Model, syn: tuple[jax.Array, ...], pair: tuple[int, int], u: jax.Array) -> jax.Array:
+    """g_som·[s_exc·(E_exc − u) + s_inh·(E_inh − u)], the nudging conductances of two spiking populations
+    (their traces s, docs/model.md §13)."""
+    g, sim = model.conductances, model.simulation
+    return g.g_som * (syn[pair[0]] * (sim.E_exc - u) + syn[pair[1]] * (sim.E_inh - u))
 
 
 def _nudge(sim: Simulation, g_som: float, target: jax.Array, u: jax.Array) -> jax.Array:
@@ -195,8 +305,8 @@ def derivatives(
     sim = model.simulation
     upper = (s.u_pro if sim.update_order == "synchronous" else d.u_pro) if sim.prospective else s.u
     du = [_du_hidden(model, s.u[i], d.v_basal[i], _noisy_apical(s, d.v_apical, i)) for i in range(N - 1)]  # §12
-    du.append(_du_output(model, s.u[-1], d.v_basal[-1], s.u_trgt, target_on))
-    du_inter = tuple(_du_inter(model, ui, d.v_inter[i], upper[i + 1]) for i, ui in enumerate(s.u_inter))
+    du.append(_du_output(model, s.u[-1], d.v_basal[-1], s.u_trgt, target_on, d.syn))
+    du_inter = tuple(_du_inter(model, ui, d.v_inter[i], upper[i + 1], d.syn, i) for i, ui in enumerate(s.u_inter))
     return tuple(du), du_inter
 
 
@@ -246,18 +356,32 @@ def _du_hidden(model: Model, u: jax.Array, v_basal: jax.Array, v_apical: jax.Arr
     return -g.g_lk * u + g.g_B * (v_basal - u) + g.g_A * (v_apical - u)
 
 
-def _du_output(model: Model, u: jax.Array, v_basal: jax.Array, u_trgt: jax.Array, target_on: jax.Array | bool
-               ) -> jax.Array:
-    """Output pyramid: −g_lk u + g_B (v_B − u) + i_N."""
+def _spiking_nudging(model: Model, syn: tuple[jax.Array, ...]) -> bool:
+    return model.spiking.enabled and model.spiking.nudging == "spikes" and bool(syn)
+
+
+def _du_output(model: Model, u: jax.Array, v_basal: jax.Array, u_trgt: jax.Array, target_on: jax.Array | bool,
+               syn: tuple[jax.Array, ...] = ()) -> jax.Array:
+    """Output pyramid: −g_lk u + g_B (v_B − u) + i_N; i_N from the teachers' spikes with spiking nudging
+    (the synaptic traces ``syn``, §13)."""
     g, sim = model.conductances, model.simulation
-    i_N = jnp.where(target_on, _nudge(sim, g.g_som, u_trgt, u), 0.0)
+    if _spiking_nudging(model, syn):
+        i_N = _spike_nudge(model, syn, Layout.of(model.network, model.spiking).teacher(), u)  # §13
+    else:
+        i_N = jnp.where(target_on, _nudge(sim, g.g_som, u_trgt, u), 0.0)
     return -g.g_lk * u + g.g_B * (v_basal - u) + i_N
 
 
-def _du_inter(model: Model, u: jax.Array, v_inter: jax.Array, upper: jax.Array) -> jax.Array:
-    """Interneuron: −g_lk u^I + g_D (v^I − u^I) + g_som (u_{k+1} − u^I)."""
+def _du_inter(model: Model, u: jax.Array, v_inter: jax.Array, upper: jax.Array, syn: tuple[jax.Array, ...] = (),
+              i: int = 0) -> jax.Array:
+    """Interneuron of hidden layer i + 1: −g_lk u^I + g_D (v^I − u^I) + g_som (u_{k+1} − u^I); the nudging
+    from spikes with spiking nudging (§13)."""
     g, sim = model.conductances, model.simulation
-    return -g.g_lk * u + g.g_D * (v_inter - u) + _nudge(sim, g.g_som, upper, u)
+    if _spiking_nudging(model, syn):
+        nudge = _spike_nudge(model, syn, Layout.of(model.network, model.spiking).nudger(i), u)  # §13
+    else:
+        nudge = _nudge(sim, g.g_som, upper, u)
+    return -g.g_lk * u + g.g_D * (v_inter - u) + nudge
 
 
 def relaxation(sim: Simulation, g: float) -> float:
@@ -337,6 +461,8 @@ def integrate_potentials(
     s_next = State(tuple(u), tuple(u_inter), r_in, u_trgt.astype(s.u_trgt.dtype))
     if sim.prospective:
         s_next = s_next._replace(u_pro=d.u_pro, u_inter_pro=d.u_inter_pro)  # §8
+    if model.spiking.enabled:
+        s_next = s_next._replace(syn=d.syn or s.syn, spikes=d.spikes or s.spikes)  # §13
     if model.pal.enabled:
         if pal_draws is None and key is not None and model.pal.sigma > 0:
             pal_draws = pal_noise(model, s, key)

@@ -5,7 +5,7 @@ same :class:`~microcircuit.config.Model` drives them all. The pure :func:`~micro
 is scanned over time and ``jax.vmap``-ed over the members, so one compiled loop advances every member
 by the same Euler steps (docs/model.md §2–§3) with the same semantics as ``simulate``: step n of a member
 shows pattern ``n // steps_per_pattern``, draws its noise from ``fold_in(key, n)`` and applies the
-learning lag (PAL's noise, docs/model.md §12, from ``fold_in(fold_in(key, n), PAL_STREAM)``, as in
+learning lag (PAL's noise, docs/model.md §12, and the spikes, §13, from ``fold_in(key, n)`` as in
 ``simulate``). Nothing is recorded inside the loop; callers evaluate between calls.
 """
 
@@ -58,6 +58,7 @@ def _advance(
     stream: Stream,
     keys: jax.Array,
     n0: jax.Array,
+    lr_scale: jax.Array | None,
     *,
     steps: int,
     spp: int,
@@ -65,13 +66,15 @@ def _advance(
     plastic: bool,
 ) -> tuple[Weights, Weights, State]:
     """``steps`` Euler steps of every member, starting at step ``n0`` of the stream."""
-    noisy = model.simulation.sigma > 0 or (model.pal.enabled and model.pal.sigma > 0)  # §2, §12
+    noisy = model.simulation.sigma > 0 or (model.pal.enabled and model.pal.sigma > 0) or model.spiking.enabled  # §13
 
     def member(w: Weights, tr: Weights, s: State, stream: Stream, key: jax.Array) -> tuple[Weights, Weights, State]:
         def body(c: tuple[Weights, Weights, State, jax.Array], _: None) -> tuple[tuple, None]:
             w, tr, s, n = c
             p = n // spp  # the pattern on show
             gate = ((n % spp) >= lag).astype(s.r_in.dtype) if (plastic and lag > 0) else None
+            if lr_scale is not None:
+                gate = lr_scale if gate is None else gate * lr_scale
             k = jax.random.fold_in(key, n) if noisy else None
             w, tr, s = step(model, w, tr, s, stream.x[p], stream.target[p], stream.target_on[p], k, plastic, gate)
             return (w, tr, s, n + 1), None
@@ -100,6 +103,7 @@ def simulate_ensemble(
     traces: Weights | None = None,
     chunk_steps: int = 20_000,
     progress: Callable[[int], None] | None = None,
+    lr_scale: float | None = None,
 ) -> EnsembleSolution:
     """Present each member's ``stream`` (each pattern for ``duration`` ms) and integrate all members.
 
@@ -112,6 +116,7 @@ def simulate_ensemble(
         plastic: apply rules (7)–(10).
         traces: the τ_w-filtered increments to continue from (zeros if ``None``).
         chunk_steps: steps per compiled call; divergence is checked and ``progress`` called per chunk.
+        lr_scale: a factor ≥ 0 on every learning rate (traced: changing it does not recompile); ``None`` = 1.
 
     Raises:
         InputError: inconsistent ensemble sizes or a duration that is not whole steps.
@@ -123,8 +128,13 @@ def simulate_ensemble(
     sizes = {a.shape[0] for a in jax.tree_util.tree_leaves((weights, state, stream))} | {len(keys)}
     if sizes != {S} or stream.x.ndim != 4 or stream.target_on.ndim != 2:
         raise InputError(f"every weight, state and stream array needs the same leading ensemble axis, got {sizes}")
+    if lr_scale is not None and not lr_scale >= 0:
+        raise InputError(f"lr_scale = {lr_scale}: must be >= 0 (a negative factor would reverse every rule)")
     if plastic and model.plasticity.update_every > 1:
         raise InputError("plasticity.update_every > 1 is supported by simulate(), not by seed ensembles: set it to 1")
+    if model.spiking.enabled and np.size(stream.x) and not 0 <= float(np.min(stream.x)) <= float(np.max(stream.x)) <= 1:
+        raise InputError("stream.x: the spiking circuit's inputs fire at r_max·x, so x must lie in [0, 1] "
+                         "(docs/model.md §13): rescale the inputs")
     spp = steps_per_pattern(duration, sim.dt)
     total = spp * stream.x.shape[1]
     lag = round(model.plasticity.learning_lag / sim.dt)
@@ -133,13 +143,14 @@ def simulate_ensemble(
         dt = jnp.dtype(sim.dtype)
         w, s = cast(weights), cast(state)
         tr = jax.vmap(zero_traces)(w) if traces is None else cast(traces)
+        lr = None if lr_scale is None else jnp.asarray(lr_scale, dt)
         stream = stream.cast(dt)
         done = 0
         while done < total:
             steps = min(chunk_steps, total - done)
             before = (w, tr, s)
             w, tr, s = _advance(
-                model, w, tr, s, stream, keys, jnp.int32(done), steps=steps, spp=spp, lag=lag, plastic=plastic
+                model, w, tr, s, stream, keys, jnp.int32(done), lr, steps=steps, spp=spp, lag=lag, plastic=plastic
             )
             ok = _bounded(s, sim.divergence_bound)
             if not ok.all():

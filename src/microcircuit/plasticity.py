@@ -6,12 +6,15 @@ rate is 0 is frozen: its increment is never computed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
 from .config import Model
 from .dynamics import Dendrites, State, filter_factor, matvec, pal_highpass
 from .network import Weights
+from .spiking import Layout, count_scale, log_derivative
 from .transfer import phi
 
 __all__ = [
@@ -46,19 +49,20 @@ def increment_factors(
     With ``pal.enabled`` (docs/model.md §12) B_k's factors are PAL's (ξ_k, r̃_{k+1}) instead of rule (10)'s;
     the weight decay −α B_k is added by :func:`increments`."""
     g, p = model.conductances, model.plasticity
-    t = model.network.transfer
     bias = model.network.bias
     N = len(s.u)
     pre = d.r_pre or (s.r_in, *d.r[:-1])  # the rates that reached the basal dendrites (§8 synchronous: t − dt)
     r_top = d.r_apical or d.r[1:]  # the rates at the apical dendrites: r_{k+1}, r^I_k (§8: previous step)
     r_top_inter = d.r_inter_apical or d.r_inter
+    post, post_inter, error = _post_factors(model, d)
     W: list = [None] * N
     b: list = [None] * N
     for i in range(N):
         if p.eta_W[i] == 0:
             continue
         att = g.basal_output if i == N - 1 else g.basal_hidden  # v̂_B,k attenuation (rule 7)
-        err = d.r[i] - phi(t, att * d.v_basal[i])  # (7) φ(u_k) − φ(v̂_B,k)
+        v_hat = att * d.v_basal[i]
+        err = error(post[i], v_hat)  # (7) φ(u_k) − φ(v̂_B,k); §13 [S_k − φ(v̂_B,k)]
         W[i] = (err, pre[i])
         b[i] = err if bias else None
     IP: list = [None] * (N - 1)
@@ -67,20 +71,44 @@ def increment_factors(
     B: list = [None] * (N - 1)
     for i in range(N - 1):
         if p.eta_IP[i] != 0:  # (8) [φ(u^I_k) − φ(v̂^I_k)] r_kᵀ, v̂^I_k = g_D/(g_lk+g_D) v^I_k
-            err = d.r_inter[i] - phi(t, g.dendrite_inter * d.v_inter[i])
+            v_hat = g.dendrite_inter * d.v_inter[i]
+            err = error(post_inter[i], v_hat)
             IP[i] = (err, pre[i + 1])
             c[i] = err if bias else None
         if p.eta_PI[i] != 0:  # (9) [0 − v_A,k] (r^I_k)ᵀ
             PI[i] = (-d.v_apical[i], r_top_inter[i])
         if p.eta_B[i] != 0:  # (10) [φ(u_k) − φ(B_k r_{k+1})] r_{k+1}ᵀ
             pred = matvec(w.B[i], r_top[i]) if top_down is None else top_down[i]
-            B[i] = (d.r[i] - phi(t, pred), r_top[i])
+            B[i] = (error(post[i], pred), r_top[i])
     if model.pal.enabled:
         r_hp = pal_highpass(model, s, d)
         for i in range(N - 1):
             if model.pal.eta_B[i] != 0:  # §12 PAL: ξ_k r̃_{k+1}ᵀ
                 B[i] = (s.xi[i], r_hp[i])
     return Weights(tuple(W), tuple(b), tuple(B), tuple(PI), tuple(IP), tuple(c))
+
+
+def _post_factors(model: Model, d: Dendrites) -> tuple[tuple, tuple, Callable[[jax.Array, jax.Array], jax.Array]]:
+    """The postsynaptic rates of rules (7), (8), (10) and the error of a post rate against the dendritic
+    prediction φ(v̂): φ(u) and post − φ(v̂) in the rate model. In the spiking circuit (docs/model.md §13) a
+    neuron fires at r_max·min(φ, 1): the post rate is min(φ(u), 1) for ``spiking.post = "rate"`` and the
+    unit's spike train in rate units S = c/(n·r_max·dt) for ``"spikes"`` and ``"spikes_h"`` (whose error is
+    weighted by h(v̂) = (ln φ)'(v̂)); the prediction φ(v̂) is not capped, so a dendrite that predicts more than
+    its neuron can fire is corrected downwards."""
+    t, sp = model.network.transfer, model.spiking
+    error = lambda post, v: post - phi(t, v)  # noqa: E731
+    if not sp.enabled:
+        return d.r, d.r_inter, error
+    if sp.post == "rate":
+        cap = lambda rates: tuple(jnp.minimum(r, 1.0) for r in rates)  # noqa: E731 - §13 the capped rate
+        return cap(d.r), cap(d.r_inter), error
+    lay, scale = Layout.of(model.network, sp), count_scale(sp, model.simulation)
+    N = len(d.r)
+    post = tuple(d.spikes[lay.pyramid(i)] / scale for i in range(N))
+    post_inter = tuple(d.spikes[lay.inter(i)] / scale for i in range(N - 1))
+    if sp.post == "spikes":
+        return post, post_inter, error
+    return post, post_inter, lambda s, v: (s - phi(t, v)) * log_derivative(t, v)
 
 
 def from_factors(w: Weights, factors: Weights, batch: int, only: tuple[str, ...] | None = None) -> Weights:

@@ -40,6 +40,8 @@ def unused_settings(cfg: Config, changed: Iterable[str]) -> list[str]:
     unused = tuple(getattr(module, "unused", lambda cfg: ())(cfg))
     if not cfg.simulation.prospective and not getattr(module, "BOTH_MODES", False):
         unused += ("simulation.update_order",)  # it orders the prospective sweep (docs/model.md §8)
+    if not getattr(module, "runs_spiking", lambda cfg: False)(cfg):  # docs/model.md §13
+        unused += ("spiking",)
     return sorted(k for k in changed if _under(k, unused))
 
 

@@ -15,6 +15,7 @@ from .config import (
     Record,
     Schedule,
     Simulation,
+    Spiking,
     Stimulus,
     Training,
     Transfer,
@@ -364,6 +365,41 @@ def le_bars(quick: bool = False) -> Config:
     )
 
 
+# The spiking Bars experiment (docs/spiking.md): a soft rectifier whose rates stay below 1 (r_max) over the
+# targets' range, and the rates of rules (7)–(9) per ms.
+SPIKING_GAMMA = 0.5
+SPIKING_ETA_W, SPIKING_ETA_IP, SPIKING_ETA_PI = (2.0, 0.5), 0.4, 0.4
+SPIKING_N, SPIKING_DECAY = 3000, 0.98  # neurons per unit; the rates' factor per epoch
+
+
+def spiking_bars(quick: bool = False) -> Config:
+    """The spiking circuit on Bars (docs/model.md §13, docs/spiking.md): 9-30-3 in prospective mode, 20 ms per
+    pattern, 3,000 Poisson neurons per unit at up to 200 Hz, a 1 ms synaptic filter, spikes everywhere a rate
+    is sent (the teaching and the interneurons' nudging too), rules (7)–(9) with the spike-based post factor,
+    the rates times 0.98 per epoch; 5 seeds, 100 epochs, from a self-predicting and from a random start.
+    ``quick``: 2 seeds, 20 epochs."""
+    return Config(
+        name="spiking-bars-quick" if quick else "spiking-bars",
+        experiment="spiking_bars",
+        seed=0,
+        n_seeds=2 if quick else 5,
+        network=NetworkSpec(
+            sizes=(9, 30, 3),
+            transfer=Transfer(kind="soft_rectifier", gamma=SPIKING_GAMMA, beta=1.0, theta=0.0),
+            bias=False,
+            init=Init(W=1.0, B=1.0, IP=1.0, PI=1.0),
+        ),
+        conductances=Conductances(g_lk=0.03, g_B=0.1, g_A=0.06, g_D=0.1, g_som=0.06),
+        plasticity=Plasticity(eta_W=SPIKING_ETA_W, eta_IP=SPIKING_ETA_IP, eta_PI=SPIKING_ETA_PI, eta_B=0.0,
+                              tau_w=0.0),
+        simulation=Simulation(dt=0.1, tau_0=0.0, sigma=0.0, prospective=True),
+        spiking=Spiking(enabled=True, n=SPIKING_N, r_max=200.0, tau_syn=1.0),
+        stimulus=Stimulus(duration=20.0),
+        training=Training(epochs=20 if quick else 100, lr_decay=SPIKING_DECAY),
+        schedule=Schedule(segment=5 if quick else 10, n_test=30 if quick else 300),
+    )
+
+
 def pal_alignment(quick: bool = False) -> Config:
     """PAL (docs/model.md §12): B-only learning on 5-20-10-20-5 with W frozen, from a self-predicting start,
     100 random inputs U(0, 1) each held 1 ms and reshuffled every epoch, dt = 0.01 ms, 10 s, 10 seeds; the
@@ -467,6 +503,7 @@ PRESETS: dict[str, Callable[[bool], Config]] = {
     "pal-alignment-nonlinear": pal_alignment_nonlinear,
     "pal-teacher": pal_teacher,
     "pal-yinyang": pal_yinyang,
+    "spiking-bars": spiking_bars,
 }
 
 

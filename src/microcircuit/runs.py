@@ -73,6 +73,7 @@ RUN_FILES: tuple[str, ...] = (
     "le_bars.png", "le_bars_T*_*.json",
     "pal_teacher.png", "pal_teacher_*.json", "pal_alignment.png", "pal_alignment_*.json",
     "pal_yinyang.png", "pal_yinyang_*.json",
+    "spiking_bars.png", "spiking_bars_*.json", "spiking_raster.png",
     "settle-dt*.json", "settle-dt*.png",  # `microcircuit analyze settle RUN_DIR`
     "traces_*.png",  # `microcircuit analyze traces RUN_DIR NAME ...`
     ".*.tmp",  # what a write cut short by SIGKILL left of its temporary file (atomic_write)

@@ -34,6 +34,7 @@ from .plasticity import (
     order_after,
     zero_traces,
 )
+from .spiking import Layout
 
 __all__ = ["Solution", "Stream", "as_key", "resolve_defer", "simulate", "step"]
 
@@ -110,10 +111,13 @@ def step(
     increment is computed from the state at t, then potentials and weights are updated together.
 
     ``noise``: the somatic normal draws (else drawn from ``key``); ``pal_draws``: PAL's (docs/model.md §12;
-    else drawn from ``fold_in(key, PAL_STREAM)``). A state without the mode's layout gets it first
+    else drawn from ``fold_in(key, PAL_STREAM)``); the spiking circuit's counts come from
+    ``fold_in(key, SPIKE_STREAM)`` (docs/model.md §13). A state without the mode's layout gets it first
     (:func:`~microcircuit.dynamics.with_prospective`; a no-op for a state from ``simulate``)."""
     s = with_prospective(model, s)
-    d = dendrites(model, w, s, target_on)
+    if model.spiking.enabled and key is None:
+        raise InputError("key: the spiking circuit (spiking.enabled) draws its spikes from the step's key; pass one")
+    d = dendrites(model, w, s, target_on, key if model.spiking.enabled else None)
     s_next = integrate_potentials(model, s, d, x, target, target_on, key, noise, pal_draws)
     if plastic:
         delta = increments(model, w, s, d)
@@ -145,6 +149,13 @@ def _snapshot(model: Model, quantities: tuple[str, ...], w: Weights, s: State, t
             out.update({f"u_inter_pro_{i + 1}": u for i, u in enumerate(s.u_inter_pro)})
         elif q == "pal_noise":  # docs/model.md §12
             out.update({f"xi_{i + 1}": x for i, x in enumerate(s.xi)})
+        elif q in ("spikes", "synapses"):  # docs/model.md §13
+            names = Layout.of(model.network, model.spiking).names()
+            if q == "spikes":
+                out.update({f"spikes_{name}": c for name, c in zip(names, s.spikes, strict=True)
+                            if name.startswith(("pyr", "inter"))})
+            else:
+                out.update({f"syn_{name}": x for name, x in zip(names, s.syn, strict=True)})
         elif q == "alignment":  # docs/model.md §12
             out.update(alignment.snapshot_angles(model, w, d))
         elif q == "weight_norms":
@@ -184,6 +195,7 @@ def _chunk(
     stream: Stream,
     key: jax.Array,
     lr_scale: jax.Array | None,
+    offset: jax.Array,
     *,
     quantities: tuple[str, ...],
     n_records: int,
@@ -196,6 +208,7 @@ def _chunk(
     """``n_records`` × ``stride`` steps; a snapshot after each ``stride`` (kept if ``keep``)."""
     noisy = model.simulation.sigma > 0
     pal_noisy = model.pal.enabled and model.pal.sigma > 0  # PAL draws from fold_in(fold_in(key, n), PAL_STREAM)
+    keyed = pal_noisy or model.spiking.enabled  # so do the spikes, from SPIKE_STREAM (docs/model.md §13)
 
     batch = carry.state.r_in.shape[0]
     width = sum(u.shape[-1] for u in (*carry.state.u, *carry.state.u_inter))
@@ -203,7 +216,7 @@ def _chunk(
     # Draw the noise of a whole record at once when it is small: the same numbers as drawing per step
     # (step n uses fold_in(key, n)), but one vectorised threefry call instead of two small loops per step.
     block = noisy and stride * batch * width <= NOISE_BLOCK_ELEMENTS
-    draw = lambda n: jax.random.normal(jax.random.fold_in(key, n), (batch, width), dtype)  # noqa: E731
+    draw = lambda n: jax.random.normal(jax.random.fold_in(key, offset + n), (batch, width), dtype)  # noqa: E731
 
     K, defer = block_steps(model, plastic)
 
@@ -218,7 +231,7 @@ def _chunk(
         c = _check_teachers(model, c, stream.target_on[p])
         if noisy and xi is None:
             xi = draw(c.n)
-        k = jax.random.fold_in(key, c.n) if pal_noisy else None  # only PAL's draws come from it here
+        k = jax.random.fold_in(key, offset + c.n) if keyed else None  # only PAL's draws and the spikes use it here
         w, tr, s = step(
             model, c.weights, c.traces, c.state, stream.x[p], stream.target[p], stream.target_on[p], k,
             plastic, gate_at(c.n), noise=xi,
@@ -339,6 +352,19 @@ def _check_inputs(
         if model.pal.enabled and len(arrays) != N - 1:  # a model without PAL has none (with_prospective)
             raise InputError(f"state.{name}: expected {N - 1} arrays (one per hidden layer), got {len(arrays)}")
         shapes.update({f"state.{name}[{i}] (layer {i + 1})": (a, widths[i]) for i, a in enumerate(arrays)})
+    if model.spiking.enabled:  # the spiking state (docs/model.md §13)
+        layout = Layout.of(model.network, model.spiking)
+        for name in ("syn", "spikes"):
+            arrays = getattr(s, name)
+            if len(arrays) != len(layout.widths()):
+                raise InputError(f"state.{name}: expected {len(layout.widths())} arrays (one per population: "
+                                 f"{', '.join(layout.names())}), got {len(arrays)}")
+            shapes.update({f"state.{name}[{i}] ({p})": (a, wd) for i, (a, p, wd)
+                           in enumerate(zip(arrays, layout.names(), layout.widths(), strict=True))})
+        lo, hi = (float(f(np.asarray(stream.x))) for f in (np.min, np.max)) if np.size(stream.x) else (0.0, 0.0)
+        if lo < 0 or hi > 1:
+            raise InputError(f"stream.x: the spiking circuit's inputs fire at r_max·x, so x must lie in [0, 1]; got "
+                             f"values in [{lo:g}, {hi:g}] (rescale the inputs)")
     if len(s.u) != N or len(s.u_inter) != N - 1:
         raise InputError(f"state: expected {N} somatic and {N - 1} interneuron arrays for sizes {n}")
     for name, (a, width) in shapes.items():
@@ -393,7 +419,7 @@ def resolve_defer(model: Model, batch: int, spp: int, stride: int | None = None,
     p = model.plasticity
     if p.defer != "auto":
         return model
-    if model.simulation.prospective or model.pal.enabled:  # not implemented there (docs/model.md §8, §12)
+    if model.simulation.prospective or model.pal.enabled or model.spiking.enabled:  # not implemented (§8, §12, §13)
         return dataclasses.replace(model, plasticity=dataclasses.replace(p, defer=1))
     shapes, rates = _weight_shapes(model.network.sizes), learning_rates(model)
     plastic_weights = sum(math.prod(shp) for name in ("W", "B", "PI", "IP")
@@ -463,6 +489,7 @@ def simulate(
     chunk_steps: int = 20_000,
     progress: bool | Callable[[int], None] = False,
     lr_scale: float | jax.Array | None = None,
+    key_offset: int = 0,
 ) -> Solution:
     """Present ``stream`` (each pattern for ``duration`` ms) and integrate the circuit.
 
@@ -472,8 +499,9 @@ def simulate(
         state: the starting state; it fixes the batch size B.
         stream: the patterns, see :class:`Stream`.
         duration: presentation time per pattern in ms (a whole number of dt steps).
-        key: PRNG key for the somatic noise; step n uses ``fold_in(key, n)``, so results do not depend
-            on chunking (PAL's noise ``fold_in(fold_in(key, n), PAL_STREAM)``). Needed when σ > 0.
+        key: PRNG key for the somatic noise; step n uses ``fold_in(key, key_offset + n)``, so results do not
+            depend on chunking (PAL's noise ``fold_in(fold_in(key, key_offset + n), PAL_STREAM)``, the spiking
+            circuit's counts ``SPIKE_STREAM``). Needed when σ > 0, with PAL's noise and for spikes.
         plastic: apply rules (7)–(10) (matrices with η = 0 stay frozen either way).
         record: what to record and how often; ``None`` records nothing.
         traces: the τ_w-filtered increments to continue from (zeros if ``None``).
@@ -482,6 +510,8 @@ def simulate(
         progress: ``True`` for a tqdm bar, or a callable receiving the number of steps done per chunk.
         lr_scale: a factor on every learning rate (traced: changing it does not recompile), e.g. for a
             learning-rate schedule; ``None`` = 1.
+        key_offset: the number of steps before this call in a run cut into calls (traced), so that the random
+            numbers of a step depend on its place in the run, not on where the run was cut.
 
     Raises:
         InputError: bad shapes or NaN/Inf inputs, before any tracing.
@@ -495,6 +525,8 @@ def simulate(
         raise InputError("key: a PRNG key is needed when simulation.sigma > 0 (e.g. jax.random.key(0))")
     if model.pal.enabled and model.pal.sigma > 0 and key is None:
         raise InputError("key: a PRNG key is needed when pal.enabled and pal.sigma > 0 (e.g. jax.random.key(0))")
+    if model.spiking.enabled and model.spiking.counts == "poisson" and key is None:
+        raise InputError("key: a PRNG key is needed when spiking.enabled (the spikes are drawn from it)")
     if lr_scale is not None and not isinstance(lr_scale, jax.core.Tracer) and np.any(np.asarray(lr_scale) < 0):
         raise InputError(f"lr_scale = {lr_scale}: must be >= 0 (a negative factor would reverse every rule)")
     key = as_key(key)
@@ -522,6 +554,7 @@ def simulate(
         stream = stream.cast(dt)
         key = jax.random.key(0) if key is None else key
         lr = None if lr_scale is None else jnp.asarray(lr_scale, dt)
+        offset = jnp.int32(key_offset)
         carry = _Carry(weights, traces, state, jnp.int32(0), jnp.int32(-1), jnp.int32(-1))
         per_chunk = max(1, chunk_steps // stride)
         n_rec_total, tail = divmod(total, stride)
@@ -544,7 +577,7 @@ def simulate(
                 else:
                     args, steps, tail = dict(n_records=1, stride=tail, keep=False), tail, 0
                 before = carry
-                carry, snaps = _chunk(model, carry, stream, key, lr, **kw, **args)
+                carry, snaps = _chunk(model, carry, stream, key, lr, offset, **kw, **args)
                 if int(carry.bad) >= 2 * model.network.depth - 1:  # a teacher outside [E_inh, E_exc]
                     bad = int(carry.bad) - (2 * model.network.depth - 1)
                     raise range_error(sim, model.network.depth, bad, t0 + int(carry.bad_step) * sim.dt)

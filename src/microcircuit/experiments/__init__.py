@@ -45,6 +45,7 @@ EXPERIMENTS: dict[str, str] = {
     "pal_alignment": "pal_alignment",
     "pal_teacher": "pal_teacher",
     "pal_yinyang": "pal_yinyang",
+    "spiking_bars": "spiking_bars",
 }
 
 #: The entry-point group through which an installed package adds experiments (docs/usage.md).
@@ -63,8 +64,9 @@ def experiment_module(name: str) -> Any:
     module with only ``run``). Unknown names and imports that fail raise :class:`ConfigError` naming the key.
     Besides ``run``, a module may define what :func:`microcircuit.preflight.preflight` checks before a run:
     ``stepped(cfg)`` (the duration keys that must be whole numbers of dt steps), ``unused(cfg)`` (the keys
-    it does not read, refused when set) and ``check(cfg) -> warnings`` (its own checks: data, shapes,
-    ``init_from``); and ``member_summaries`` (:func:`member_summaries_of`)."""
+    it does not read, refused when set), ``check(cfg) -> warnings`` (its own checks: data, shapes,
+    ``init_from``) and ``runs_spiking(cfg) -> bool`` (it runs the spiking circuit, docs/model.md §13; else
+    the ``spiking`` section is refused when set); and ``member_summaries`` (:func:`member_summaries_of`)."""
     if name in EXPERIMENTS:
         return importlib.import_module(f".{EXPERIMENTS[name]}", __name__)
     entry = _entry_points().get(name)

@@ -34,6 +34,7 @@ __all__ = [
     "run_segments",
     "segmented_run",
     "self_prediction_errors",
+    "train_epochs",
     "weight_distance",
 ]
 
@@ -50,9 +51,11 @@ def build(cfg: Config) -> tuple[Model, Weights, State]:
 
 
 def deterministic(model: Model) -> Model:
-    """The same model with σ = 0 (testing conditions, docs/model.md §2), PAL's apical noise too (§12)."""
+    """The same model with σ = 0 (testing conditions, docs/model.md §2), PAL's apical noise too (§12), and a
+    spiking circuit sending its expected counts (its mean-field limit, §13)."""
+    spiking = dataclasses.replace(model.spiking, counts="mean") if model.spiking.enabled else model.spiking
     return dataclasses.replace(model, simulation=dataclasses.replace(model.simulation, sigma=0.0),
-                               pal=dataclasses.replace(model.pal, sigma=0.0))
+                               pal=dataclasses.replace(model.pal, sigma=0.0), spiking=spiking)
 
 
 def self_prediction_errors(model: Model, w: Weights, x_test: np.ndarray, settle: float) -> dict[str, float]:
@@ -519,3 +522,31 @@ def train_arms(run_dir: RunDir | None, arms: tuple[str, ...], file_name: Callabl
                 run_dir.write_json(file_name(arm), res)
                 run_dir.log(arm=arm, wall_s=res["wall_s"], diverged=res["diverged"] is not None, **metrics)
     return results
+
+
+def train_epochs(x: np.ndarray, targets: np.ndarray, order_rng: list[np.random.Generator], epochs: int, segment: int,
+                 advance: Callable[[Stream, int, int], None], evaluate: Callable[[int], Any],
+                 diverged: Callable[[DivergenceError], None]) -> tuple[list[int], list[Any], str | None, int]:
+    """``epochs`` epochs of the P patterns ``x`` (P, n_0) with their ``targets``, in segments of ``segment``
+    epochs, for an ensemble with one order generator per member (every epoch a new permutation of each):
+    ``advance(stream, k, done)`` trains segment k (1, 2, ...) after ``done`` epochs on the (S, n·P, 1, ·) stream,
+    ``evaluate(k)`` measures after it (k = 0 before training). A :class:`DivergenceError` ends the training and
+    is told to ``diverged``. Returns the epochs of the evaluations, their results, the divergence (or None) and
+    the epochs done."""
+    P = x.shape[0]
+    curve_epochs, curve = [0], [evaluate(0)]
+    done, failed = 0, None
+    while done < epochs:
+        n = min(segment, epochs - done)
+        idx = np.stack([np.concatenate([rng.permutation(P) for _ in range(n)]) for rng in order_rng])  # (S, nP)
+        stream = Stream(x[idx][:, :, None, :], targets[idx][:, :, None, :], np.ones(idx.shape, bool))
+        try:
+            advance(stream, len(curve), done)
+        except DivergenceError as e:
+            failed = f"epoch {done + 1}..{done + n}: {e}"
+            diverged(e)
+            break
+        done += n
+        curve_epochs.append(done)
+        curve.append(evaluate(len(curve)))
+    return curve_epochs, curve, failed, done

@@ -35,14 +35,15 @@ from ..config import Config, ConfigError, Model
 from ..data.bars import bars
 from ..dynamics import init_state
 from ..ensemble import simulate_ensemble, stack
-from ..errors import DivergenceError, RunInterrupted
+from ..errors import RunInterrupted
 from ..network import Weights, init_weights
 from ..plasticity import zero_traces
 from ..runs import RunDir, StopRequest, graceful_stop
 from ..simulate import Stream, precision, step, steps_per_pattern
-from .common import MNIST_TRAINING_KEYS
+from .common import MNIST_TRAINING_KEYS, train_epochs
 
-__all__ = ["MODES", "TARGET_HIGH", "TARGET_LOW", "check", "mode_model", "run", "stepped", "test_outputs", "unused"]
+__all__ = ["MODES", "TARGET_HIGH", "TARGET_LOW", "check", "check_sizes", "mode_model", "run", "stepped", "test_outputs",
+           "unused"]
 
 TARGET_LOW, TARGET_HIGH = 0.1, 1.0  # target potentials of the wrong and the right class
 MODES = ("original", "prospective")
@@ -62,11 +63,16 @@ def unused(cfg: Config) -> tuple[str, ...]:
             "schedule.n_test", "schedule.settle", "schedule.checkpoint_every", "schedule.keep_checkpoints", "pal")
 
 
-def check(cfg: Config) -> list[str]:
-    """The network must be 9-…-3 (3 × 3 Bars, 3 classes); every T a whole number of dt steps."""
+def check_sizes(cfg: Config) -> None:
+    """The network must be 9-…-3: 3 × 3 Bars, 3 classes."""
     n = cfg.network.sizes
     if n[0] != 9 or n[-1] != 3:
         raise ConfigError(f"network.sizes: the Bars task needs 9 inputs and 3 outputs, got {n}")
+
+
+def check(cfg: Config) -> list[str]:
+    """The network must be 9-…-3 (3 × 3 Bars, 3 classes); every T a whole number of dt steps."""
+    check_sizes(cfg)
     for T in _durations(cfg):
         spp = round(T / cfg.simulation.dt)
         if spp < 1 or abs(spp * cfg.simulation.dt - T) > 1e-6 * T:
@@ -152,24 +158,15 @@ def _train(cfg: Config, mode: str, T: float, say: Callable[[str], None], stop: S
             out = np.asarray(test_outputs(model, w, x_test, spp=spp))
             return np.mean(np.argmax(out, -1) == y[test_order], axis=1)
 
-        curve_epochs, curve = [0], [accuracy(w)]
-        diverged = None
-        done = 0
-        while done < epochs:
-            n = min(seg, epochs - done)
-            idx = np.stack([np.concatenate([rng.permutation(P) for _ in range(n)]) for rng in order_rng])  # (S, nP)
-            stream = Stream(x[idx][:, :, None, :], targets[idx][:, :, None, :], np.ones(idx.shape, bool))
-            try:
-                sol = simulate_ensemble(model, w, state, stream, duration=T, keys=keys, traces=traces,
-                                        chunk_steps=200_000, progress=stop_check)
-            except DivergenceError as e:
-                diverged = f"epoch {done + 1}..{done + n}: {e}"
-                say(f"  {mode} T = {T:g} ms diverged: {e}")
-                break
+        def advance(stream: Stream, segment: int, done: int) -> None:
+            nonlocal w, traces, state
+            sol = simulate_ensemble(model, w, state, stream, duration=T, keys=keys, traces=traces,
+                                    chunk_steps=200_000, progress=stop_check)
             w, traces, state = sol.weights, sol.traces, sol.state
-            done += n
-            curve_epochs.append(done)
-            curve.append(accuracy(w))
+
+        curve_epochs, curve, diverged, done = train_epochs(
+            x, targets, order_rng, epochs, seg, advance, lambda segment: accuracy(w),
+            lambda e: say(f"  {mode} T = {T:g} ms diverged: {e}"))
         w_max = [float(jnp.max(jnp.abs(a))) for a in w.W]
     final = curve[-1] if diverged is None else np.full(S, np.nan)
     return {

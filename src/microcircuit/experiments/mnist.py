@@ -45,9 +45,15 @@ __all__ = [
     "load_best_weights",
     "load_split",
     "run",
+    "runs_spiking",
     "stepped",
     "unused",
 ]
+
+
+def runs_spiking(cfg: Config) -> bool:
+    """Only the continuous-time method runs the spiking circuit (``spiking``, docs/model.md §13)."""
+    return cfg.training.method == "dynamics"
 
 
 def stepped(cfg: Config) -> tuple[str, ...]:
@@ -97,9 +103,11 @@ def load_best_weights(path: str | Path, like: Weights) -> Weights:
 
 
 def _train_chunk(method: Method, cfg: Config, model: Model, w: Weights, carry: Carry, x: jax.Array,
-                 u_trgt: jax.Array, idx: jax.Array, lr: float, key: jax.Array) -> tuple[Weights, Carry]:
-    """One compiled call of the method over the mini-batches ``idx`` (the place where a run's work happens)."""
-    return method.train(cfg, model, w, carry, x, u_trgt, idx, lr, key)
+                 u_trgt: jax.Array, idx: jax.Array, lr: float, key: jax.Array, offset: int = 0
+                 ) -> tuple[Weights, Carry]:
+    """One compiled call of the method over the mini-batches ``idx``, the first the ``offset``-th of its epoch
+    (the place where a run's work happens)."""
+    return method.train(cfg, model, w, carry, x, u_trgt, idx, lr, key, offset)
 
 
 _backprop = jax.jit(lambda model, w, x, t, loss: backprop_updates(model, w, x, t, loss)[0], static_argnums=(0, 4))
@@ -317,10 +325,10 @@ def _run(cfg: Config, run_dir: RunDir | None, *, progress: bool,
                             stop.signum, f"interrupted by {stop.name} during epoch {epoch} (its partial work is "
                             f"dropped); {saved(path, epoch - 1)}; continue with: microcircuit run --resume "
                             f"{run_dir.path}", path)
-                    key = jax.random.fold_in(jax.random.key(cfg.seed), epoch * 1_000_003 + s)
+                    key = jax.random.fold_in(jax.random.key(cfg.seed), epoch * 1_000_003)  # drawn by position
                     try:
                         w, carry = _train_chunk(method, cfg, model, w, carry, x_dev, u_trgt, idx[s : s + chunk], lr,
-                                                key)
+                                                key, s)
                     except DivergenceError as e:  # the continuous-time dynamics ran away
                         w, carry = w_start, carry_start
                         e.note = f"epoch {epoch}, {s * tr.batch} images in; time counted from image {s * tr.batch}"

@@ -26,7 +26,12 @@ from ..runs import RunDir
 from ..simulate import Stream, simulate
 from .common import build, deterministic, run_segments, self_prediction_errors, weight_distance
 
-__all__ = ["run", "stepped", "unused"]
+__all__ = ["run", "runs_spiking", "stepped", "unused"]
+
+
+def runs_spiking(cfg: Config) -> bool:
+    """The experiment runs the spiking circuit too (``spiking``, docs/model.md §13)."""
+    return True
 
 
 def stepped(cfg: Config) -> tuple[str, ...]:

@@ -61,8 +61,10 @@ class Method(Protocol):
         ...
 
     def train(self, cfg: Config, model: Model, w: Weights, carry: Carry, x: jax.Array, u_trgt: jax.Array,
-              idx: jax.Array, lr: float, key: jax.Array) -> tuple[Weights, Carry]:
-        """Train on the mini-batches ``idx`` (n, B) of (x, u_trgt), in order, at learning-rate factor ``lr``."""
+              idx: jax.Array, lr: float, key: jax.Array, offset: int = 0) -> tuple[Weights, Carry]:
+        """Train on the mini-batches ``idx`` (n, B) of (x, u_trgt), in order, at learning-rate factor ``lr``;
+        ``key`` is the epoch's and ``offset`` the index of ``idx``'s first mini-batch in the epoch (a method
+        that draws random numbers draws them by position in the epoch)."""
         ...
 
     def error_rate(self, cfg: Config, model: Model, w: Weights, x: np.ndarray, y: np.ndarray) -> float:

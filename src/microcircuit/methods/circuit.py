@@ -89,7 +89,7 @@ class Circuit:
         return (transport(w) if cfg.training.feedback == "transported" else w), {}
 
     def train(self, cfg: Config, model: Model, w: Weights, carry: Carry, x: jax.Array, u_trgt: jax.Array,
-              idx: jax.Array, lr: float, key: jax.Array) -> tuple[Weights, Carry]:
+              idx: jax.Array, lr: float, key: jax.Array, offset: int = 0) -> tuple[Weights, Carry]:
         tr = cfg.training
         w = train_batches(model, w, x, u_trgt, idx, jnp.asarray(lr, x.dtype), duration=cfg.stimulus.duration,
                           n_passes=tr.n_passes, rule9_state=tr.rule9_state, transported=tr.feedback == "transported")

@@ -96,7 +96,7 @@ class FeedForward:
         return w, ({"D": feedback_matrices(cfg, model)} if self.name == "direct_feedback_alignment" else {})
 
     def train(self, cfg: Config, model: Model, w: Weights, carry: Carry, x: jax.Array, u_trgt: jax.Array,
-              idx: jax.Array, lr: float, key: jax.Array) -> tuple[Weights, Carry]:
+              idx: jax.Array, lr: float, key: jax.Array, offset: int = 0) -> tuple[Weights, Carry]:
         w = train_batches(model, w, carry.get("D", ()), x, u_trgt, idx, jnp.asarray(lr, x.dtype), method=self.name,
                           loss=cfg.training.loss, gains=self.gains(cfg, model))
         return w, carry
