@@ -165,7 +165,7 @@ def test_frozen_matrices_do_not_move():
     assert rates.eta_W[1] == 0 and rates.eta_W[0] > 0  # the preset freezes W_2 and trains W_1
 
 
-SPIKING = ["spiking.enabled=true", "spiking.n=50", "spiking.tau_syn=1.0", "simulation.E_exc=8.0",
+SPIKING = ["spiking.enabled=true", "spiking.n=10", "spiking.tau_syn=1.0", "simulation.E_exc=8.0",
            "simulation.E_inh=-8.0"]
 
 
